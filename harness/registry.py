@@ -1,0 +1,168 @@
+"""Entry-point discovery of mechanisms and suites: names first, import on use.
+
+The built-ins are found exactly as a third-party package's plug-ins are: through the
+`attnbench.mechanisms` and `attnbench.suites` entry-point groups. Listing reads package
+metadata only, so `attnbench list` never imports torch; a plug-in is imported the first time it
+is used, and one that fails to import is reported by name without taking the others down.
+The two `Registry` objects below are the only global state in attnbench.
+"""
+from __future__ import annotations
+
+import ast
+import difflib
+import importlib.util
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any, Callable, Generic, TypeVar
+
+from attnbench.errors import PluginLoadError, UnknownNameError
+
+T = TypeVar("T")
+
+MECHANISM_GROUP = "attnbench.mechanisms"
+SUITE_GROUP = "attnbench.suites"
+
+
+@dataclass(frozen=True)
+class PluginEntry:
+    """What package metadata says about one plug-in, before anything is imported."""
+
+    name: str
+    target: str
+    distribution: str | None
+    version: str | None
+
+    @property
+    def module(self) -> str:
+        return self.target.split(":", 1)[0]
+
+    def probe(self) -> tuple[str | None, str | None]:
+        """Read the plug-in's module without running it: (first docstring line, error line).
+
+        Finds the module and parses its source, which catches a missing module or a syntax
+        error; errors raised only when the module runs show up when it is loaded.
+        """
+        try:
+            found = importlib.util.find_spec(self.module)
+        except (ImportError, ValueError) as exc:
+            return None, f"{type(exc).__name__}: {exc}"
+        if found is None:
+            return None, f"ModuleNotFoundError: no module named {self.module!r}"
+        if not found.origin or not found.origin.endswith(".py"):
+            return None, None
+        try:
+            with open(found.origin, encoding="utf-8") as source:
+                docstring = ast.get_docstring(ast.parse(source.read(), found.origin))
+        except (OSError, SyntaxError, ValueError) as exc:
+            return None, f"{type(exc).__name__}: {exc}"
+        return (docstring.strip().splitlines()[0] if docstring else None), None
+
+
+def _entry_from(ep: metadata.EntryPoint) -> PluginEntry:
+    dist = getattr(ep, "dist", None)
+    return PluginEntry(ep.name, ep.value, dist.metadata["Name"] if dist else None, dist.version if dist else None)
+
+
+class Registry(Generic[T]):
+    """One entry-point group. `validate(obj, name)` checks a loaded object and returns it."""
+
+    def __init__(self, group: str, noun: str, validate: Callable[[Any, str], T]) -> None:
+        self.group = group
+        self.noun = noun
+        self._validate = validate
+        self._loaded: dict[str, T] = {}
+        self._errors: dict[str, str] = {}
+        self._local: dict[str, T] = {}
+
+    def entries(self) -> dict[str, list[PluginEntry]]:
+        """Every registered name with the entry points that claim it (two claims are a conflict)."""
+        found: dict[str, list[PluginEntry]] = {}
+        for ep in metadata.entry_points(group=self.group):
+            entry = _entry_from(ep)
+            claims = found.setdefault(ep.name, [])
+            if entry not in claims:
+                claims.append(entry)
+        return found
+
+    def names(self) -> list[str]:
+        return sorted(set(self.entries()) | set(self._local))
+
+    def register(self, obj: T, name: str | None = None) -> None:
+        """Register an object in this process only (notebooks, tests); entry points are the lasting way."""
+        key = name or getattr(obj, "name")
+        self._local[key] = self._validate(obj, key)
+
+    def unregister(self, name: str) -> None:
+        self._local.pop(name, None)
+
+    def get(self, name: str) -> T:
+        if name in self._local:
+            return self._local[name]
+        if name in self._loaded:
+            return self._loaded[name]
+        if name in self._errors:
+            raise PluginLoadError(self._errors[name])
+        entries = self.entries()
+        if name not in entries:
+            raise UnknownNameError(self.unknown_message(name))
+        claims = entries[name]
+        if len(claims) > 1:
+            owners = ", ".join(f"{c.target} ({c.distribution})" for c in claims)
+            return self._fail(name, f"{self.noun} {name!r} is registered more than once: {owners}")
+        try:
+            obj = claims[0]
+            loaded = metadata.EntryPoint(obj.name, obj.target, self.group).load()
+        except Exception as exc:  # a broken plug-in must never take the CLI down
+            return self._fail(name, f"{self.noun} {name!r} ({claims[0].target}) failed to import: "
+                                    f"{type(exc).__name__}: {exc}")
+        try:
+            self._loaded[name] = self._validate(loaded, name)
+        except Exception as exc:
+            return self._fail(name, f"{self.noun} {name!r} ({claims[0].target}) is not a valid plug-in: {exc}")
+        return self._loaded[name]
+
+    def _fail(self, name: str, message: str):
+        self._errors[name] = message
+        raise PluginLoadError(message)
+
+    def load_all(self) -> tuple[dict[str, T], dict[str, str]]:
+        """Import every plug-in: (loaded by name, error line by name)."""
+        loaded: dict[str, T] = {}
+        errors: dict[str, str] = {}
+        for name in self.names():
+            try:
+                loaded[name] = self.get(name)
+            except PluginLoadError as exc:
+                errors[name] = str(exc)
+        return loaded, errors
+
+    def unknown_message(self, name: str) -> str:
+        names = self.names()
+        close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        available = ", ".join(names) or "none registered"
+        return f"unknown {self.noun} {name!r}{hint} (available: {available})"
+
+
+def _validate_mechanism(obj: Any, name: str):
+    from attnbench.mechanism import MechanismSpec
+
+    if not isinstance(obj, MechanismSpec):
+        raise TypeError(f"expected an attnbench.mechanism.MechanismSpec, got {type(obj).__name__}")
+    if obj.name != name:
+        raise TypeError(f"its spec is named {obj.name!r}, not {name!r}")
+    return obj
+
+
+def _validate_suite(obj: Any, name: str):
+    from attnbench.suite import Suite
+
+    if not isinstance(obj, Suite):
+        raise TypeError(f"expected an attnbench.suite.Suite, got {type(obj).__name__}")
+    if obj.name != name:
+        raise TypeError(f"its suite is named {obj.name!r}, not {name!r}")
+    return obj
+
+
+MECHANISMS: Registry = Registry(MECHANISM_GROUP, "mechanism", _validate_mechanism)
+SUITES: Registry = Registry(SUITE_GROUP, "suite", _validate_suite)

@@ -1,0 +1,89 @@
+"""The suite contract: what a task declares so that the runner can plan, budget and score it.
+
+This module must not import torch; suite objects are loaded by the planner and `attnbench list`.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from attnbench.budget import Budget
+from attnbench.cell import CellOutcome, CellSpec
+from attnbench.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Task:
+    """One configuration a suite evaluates under a profile, e.g. MQAR at length 64 with 4 pairs."""
+
+    label: str
+    config: Mapping[str, Any]
+
+
+@dataclass
+class CellContext:
+    """What the runner hands a suite for one cell: the device and a progress callback."""
+
+    device: str = "cpu"
+    on_step: Callable[[int, int | None], None] = field(default=lambda step, total: None)
+
+
+class Suite(ABC):
+    """Subclass, set the class attributes, implement `tasks`, `default_budget` and `run_cell`."""
+
+    name: str
+    description: str
+    accepts: tuple[str, ...] = ("sequence",)
+    groups: tuple[str, ...] = ()
+    primary_metric: str
+    higher_is_better: bool = True
+    profiles: tuple[str, ...] = ("smoke", "paper")
+    version: str = "1"
+
+    def check_profile(self, profile: str) -> None:
+        if profile not in self.profiles:
+            raise ConfigError(f"suite {self.name!r} has no profile {profile!r} (profiles: {', '.join(self.profiles)})")
+
+    @abstractmethod
+    def tasks(self, profile: str) -> list[Task]:
+        """The task configurations this profile evaluates; each is its own cell."""
+
+    @abstractmethod
+    def default_budget(self, profile: str, task: Task) -> Budget:
+        """The budget a cell of this task gets when the user names none."""
+
+    def configure(self, task: Task, overrides: Mapping[str, Any]) -> Task:
+        """The task with some settings changed by the user (`--set KEY=VALUE`), validated."""
+        unknown = sorted(set(overrides) - set(task.config))
+        if unknown:
+            raise ConfigError(f"suite {self.name!r} has no task setting {unknown[0]!r} "
+                              f"(settings: {', '.join(sorted(task.config))})")
+        changed = ",".join(f"{k}={overrides[k]}" for k in sorted(overrides))
+        return self.make_task({**task.config, **overrides}, f"{task.label}[{changed}]")
+
+    def make_task(self, config: Mapping[str, Any], label: str) -> Task:
+        """A task from its configuration; suites override this to validate it and to relabel."""
+        return Task(label, dict(config))
+
+    def default_seeds(self, profile: str) -> int:
+        return 3
+
+    def mechanism_overrides(self, profile: str) -> Mapping[str, Any]:
+        """Hyper-parameters this suite sets for every mechanism that has them (e.g. one head for MQAR)."""
+        return {}
+
+    @abstractmethod
+    def run_cell(self, cell: CellSpec, mechanism: Any, ctx: CellContext) -> CellOutcome:
+        """Train and evaluate one cell under `cell.budget`; raise on failure."""
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "accepts": list(self.accepts),
+            "groups": list(self.groups),
+            "primary_metric": self.primary_metric,
+            "higher_is_better": self.higher_is_better,
+            "profiles": list(self.profiles),
+        }

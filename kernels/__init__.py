@@ -1,0 +1,1 @@
+"""Triton kernels; each names the reference in `attnbench.mechanisms` it must match."""

@@ -1,0 +1,1 @@
+"""Built-in suites, registered through the `attnbench.suites` entry point."""
