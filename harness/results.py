@@ -1,0 +1,63 @@
+"""Results as pandas DataFrames, for notebooks and for every view attnbench renders."""
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+from sqlalchemy import select
+
+from attnbench.schema import Cell, Metric, Run
+from attnbench.store import Store
+
+CELL_COLUMNS = [
+    "cell_id", "run_id", "suite", "mechanism", "profile", "task", "config_hash", "budget_kind", "budget_value",
+    "budget_used", "flops_used", "steps", "seed", "primary_metric", "higher_is_better", "status", "error",
+    "wall_seconds", "peak_memory_bytes", "memory_kind", "params", "started_at", "finished_at",
+]
+
+
+def _store(db: str | os.PathLike | Store | None) -> Store:
+    return db if isinstance(db, Store) else Store.open(db, create=False)
+
+
+def load(db: str | os.PathLike | Store | None = None) -> pd.DataFrame:
+    """One row per cell, one column per metric (NaN where a cell has no such metric)."""
+    store = _store(db)
+    cell_query = select(
+        Cell.id.label("cell_id"), Cell.run_id, Cell.suite, Cell.mechanism, Cell.profile, Cell.task, Cell.config_hash,
+        Cell.budget_kind, Cell.budget_value, Cell.budget_used, Cell.flops_used, Cell.steps, Cell.seed, Cell.primary_metric,
+        Cell.higher_is_better, Cell.status,
+        Cell.error, Cell.wall_seconds, Cell.peak_memory_bytes, Cell.memory_kind, Cell.params, Cell.started_at,
+        Cell.finished_at,
+    ).order_by(Cell.id)
+    with store.engine.connect() as conn:
+        cells = pd.DataFrame(conn.execute(cell_query).all(), columns=CELL_COLUMNS)
+        metrics = pd.DataFrame(conn.execute(select(Metric.cell_id, Metric.name, Metric.value)).all(),
+                               columns=["cell_id", "name", "value"])
+    if metrics.empty:
+        return cells
+    wide = metrics.pivot(index="cell_id", columns="name", values="value")
+    wide.columns.name = None
+    return cells.merge(wide, left_on="cell_id", right_index=True, how="left")
+
+
+def load_metrics(db: str | os.PathLike | Store | None = None) -> pd.DataFrame:
+    """Long form: one row per (cell, metric), with the cell's identifying columns."""
+    store = _store(db)
+    query = select(Cell.id.label("cell_id"), Cell.suite, Cell.mechanism, Cell.profile, Cell.task, Cell.config_hash,
+                   Cell.budget_kind, Cell.budget_value, Cell.seed, Cell.status, Metric.name, Metric.value)
+    query = query.join(Metric, Metric.cell_id == Cell.id).order_by(Cell.id, Metric.name)
+    with store.engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return pd.DataFrame(rows, columns=["cell_id", "suite", "mechanism", "profile", "task", "config_hash",
+                                       "budget_kind", "budget_value", "seed", "status", "metric", "value"])
+
+
+def load_runs(db: str | os.PathLike | Store | None = None) -> pd.DataFrame:
+    """One row per run with its provenance."""
+    store = _store(db)
+    columns = ["id", "uid", "started_at", "finished_at", "status", "command", "profile", "git_sha", "git_dirty",
+               "host", "device", "python_version", "torch_version", "attnbench_version"]
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(*(getattr(Run, c) for c in columns)).order_by(Run.id)).all()
+    return pd.DataFrame(rows, columns=["run_id" if c == "id" else c for c in columns])
