@@ -1,0 +1,170 @@
+"""The `attnbench` command: a thin layer that parses, calls the library, and prints.
+
+Kept free of torch at import time so that `attnbench --help` and `attnbench list` start fast.
+Bad input becomes one line on stderr and exit status 2; a run with a failed cell exits 1.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import sys
+
+import click
+
+from attnbench import __version__
+from attnbench.errors import AttnbenchError
+
+EXIT_BAD_INPUT = 2
+
+
+def _fail(message: str) -> None:
+    click.echo(f"attnbench: error: {message}", err=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point; returns (and exits with) the status code."""
+    try:
+        result = cli.main(args=argv, prog_name="attnbench", standalone_mode=False)
+    except click.exceptions.UsageError as exc:
+        _fail(exc.format_message().replace("\n", " "))
+        code = EXIT_BAD_INPUT
+    except click.exceptions.Abort:
+        code = 130
+    except AttnbenchError as exc:
+        _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        code = EXIT_BAD_INPUT
+    else:
+        code = result if isinstance(result, int) else 0
+    if argv is None:
+        sys.exit(code)
+    return code
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="attnbench", message="%(prog)s %(version)s")
+def cli() -> None:
+    """Budget-matched, reproducible benchmarking of attention mechanisms.
+
+    \b
+    attnbench list mechanisms                       what is registered
+    attnbench run --suite long-context              run a suite or group
+    attnbench leaderboard                           rank what the store holds
+    """
+
+
+# ---------------------------------------------------------------- list
+
+@cli.command("list")
+@click.argument("what", type=click.Choice(["mechanisms", "suites", "groups"]))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--load", is_flag=True, help="Import every plug-in to show its kind and details (imports torch).")
+def list_command(what: str, as_json: bool, load: bool) -> int:
+    """List registered mechanisms, suites or suite groups.
+
+    \b
+    attnbench list mechanisms
+    attnbench list suites --load --json
+    """
+    from attnbench.listing import list_groups, list_plugins
+
+    rows = list_groups() if what == "groups" else list_plugins(what, load)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return 0
+    from attnbench.console import print_rows
+
+    print_rows(what, rows)
+    return 0
+
+
+# ---------------------------------------------------------------- run
+
+def _parse_assignments(values: tuple[str, ...], option: str) -> dict:
+    parsed = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint=option)
+        try:
+            parsed[key] = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            parsed[key] = raw
+    return parsed
+
+
+@cli.command("run")
+@click.option("--suite", "-s", "suite", required=True, help="A suite or a group (long-context, smoke, all).")
+@click.option("--mechanism", "-m", "mechanisms", multiple=True,
+              help="Mechanism to run (repeatable); default: every registered one the suite accepts.")
+@click.option("--seeds", type=int, default=None, help="Seeds 0..N-1 per cell (default: the suite's).")
+@click.option("--budget", "budget", default=None, help="Budget per cell, e.g. 2e11 (default: the suite's).")
+@click.option("--budget-kind", type=click.Choice(["flops", "steps", "seconds", "tokens"]), default="flops",
+              show_default=True)
+@click.option("--profile", default=None, help="smoke, paper, ... (default: smoke without a GPU, paper with one).")
+@click.option("--hparam", "hparams", multiple=True, metavar="KEY=VALUE",
+              help="Set a hyper-parameter on every selected mechanism that has it (repeatable).")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="Change a task setting of the suite, e.g. seq_len=64 for MQAR (repeatable).")
+@click.option("--device", default=None, help="cpu or cuda[:N] (default: cuda when available).")
+@click.option("--db", default=None, help="SQLAlchemy URL or SQLite path (default: $ATTNBENCH_DB or results/attnbench.db).")
+@click.option("--resume", is_flag=True, help="Skip cells already done with the same config, budget and seed.")
+def run_command(suite, mechanisms, seeds, budget, budget_kind, profile, hparams, settings, device, db,
+                resume) -> int:
+    """Run a suite (or group) over mechanisms and seeds under a fixed budget.
+
+    \b
+    attnbench run --suite long-context --profile smoke
+    attnbench run --suite mqar -m mha -m linear --seeds 3 --budget 2e12
+    attnbench run --suite mqar --budget 500 --budget-kind steps --hparam num_heads=2
+    attnbench run --suite mqar -m mha --set seq_len=64 --set num_kv_pairs=8
+    """
+    from attnbench.planning import RunRequest, plan_run
+    from attnbench.store import Store
+
+    request = RunRequest(suite=suite, mechanisms=tuple(mechanisms), seeds=seeds, budget_value=budget,
+                         budget_kind=budget_kind, profile=profile, hparams=_parse_assignments(hparams, "--hparam"),
+                         task_settings=_parse_assignments(settings, "--set"), resume=resume)
+    plan = plan_run(request, device=device)
+    store = Store.open(db)
+    from attnbench.console import RichReporter, print_plan, print_summary
+    from attnbench.runner import run_plan
+
+    print_plan(plan, store.url)
+    reporter = RichReporter()
+    try:
+        with reporter:
+            summary = run_plan(plan, store, resume=resume, reporter=reporter)
+    except KeyboardInterrupt:
+        click.echo("interrupted: finished cells are stored; rerun the same command with --resume to finish",
+                   err=True)
+        return 130
+    print_summary(summary, store.url)
+    return 0 if summary.ok else 1
+
+
+# ---------------------------------------------------------------- leaderboard
+
+@cli.command("leaderboard")
+@click.option("--suite", "-s", default=None, help="Only this suite.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True)
+@click.option("--db", default=None, help="SQLAlchemy URL or SQLite path (default: $ATTNBENCH_DB or results/attnbench.db).")
+def leaderboard_command(suite: str | None, fmt: str, db: str | None) -> int:
+    """Rank mechanisms: primary metric mean and 95% interval over seeds, with costs.
+
+    \b
+    attnbench leaderboard
+    attnbench leaderboard --suite mqar --format json
+    """
+    from attnbench import leaderboard, results
+    from attnbench.store import Store
+
+    rows = leaderboard.build(results.load(Store.open(db, create=False)), suite=suite)
+    if fmt == "json":
+        click.echo(leaderboard.to_json(rows))
+    elif fmt == "markdown":
+        click.echo(leaderboard.to_markdown(rows))
+    else:
+        from attnbench.console import print_leaderboard
+
+        print_leaderboard(rows)
+    return 0

@@ -1,0 +1,100 @@
+"""Everything the CLI draws with rich: tables, the plan, the progress bar and the run summary."""
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from attnbench.cell import CellRecord, CellSpec
+
+console = Console()
+if not console.is_terminal:  # logs and pipes: wide enough for a leaderboard, not the 80-column default
+    console = Console(width=120)
+errors = Console(stderr=True)
+
+
+def print_rows(what: str, rows: list[dict[str, Any]]) -> None:
+    if what == "groups":
+        table = Table("group", "suites", title="suite groups", title_justify="left")
+        for row in rows:
+            table.add_row(row["name"], ", ".join(row["suites"]))
+        console.print(table)
+        return
+    extra = [c for c in ("kind",) if any(c in r for r in rows)]
+    table = Table("name", *extra, "description", "from", "status", title=what, title_justify="left")
+    for row in rows:
+        status = "[green]ok[/]" if row["status"] == "ok" else f"[red]error[/]: {row['error']}"
+        source = f"{row['distribution'] or '?'} {row['version'] or ''}".strip()
+        table.add_row(row["name"], *(str(row.get(c, "")) for c in extra), row.get("description") or "",
+                      source, status)
+    console.print(table)
+
+
+def print_plan(plan, db_url: str) -> None:
+    from attnbench.runner import plan_table_rows
+
+    console.print(f"[bold]profile[/] {plan.profile}   [bold]device[/] {plan.device}   "
+                  f"[bold]cells[/] {len(plan.cells)}   [bold]database[/] {db_url}")
+    table = Table("suite", "task", "mechanism", "budget per cell", "seeds", title="plan", title_justify="left")
+    for row in plan_table_rows(plan):
+        table.add_row(row["suite"], row["task"], row["mechanism"], row["budget"], str(row["seeds"]))
+    console.print(table)
+    for note in plan.notes:
+        console.print(f"[yellow]note[/] {note}")
+
+
+class RichReporter:
+    """A progress bar over cells and one over the steps of the current cell."""
+
+    def __init__(self) -> None:
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), console=errors, transient=True)
+        self.cells_task = self.progress.add_task("cells", total=None)
+        self.steps_task = self.progress.add_task("steps", total=None)
+
+    def __enter__(self) -> RichReporter:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def cell_started(self, cell: CellSpec, index: int, total: int) -> None:
+        self.progress.update(self.cells_task, total=total, completed=index, description=f"cells · {cell.label()}")
+        self.progress.reset(self.steps_task, total=None, description="steps")
+
+    def step(self, step: int, planned: int | None) -> None:
+        self.progress.update(self.steps_task, completed=step, total=planned)
+
+    def cell_finished(self, record: CellRecord) -> None:
+        self.progress.advance(self.cells_task)
+        from attnbench.runner import cell_error_line
+
+        outcome = record.outcome
+        if record.status == "done" and outcome is not None:
+            metric = record.spec.primary_metric
+            self.progress.console.print(
+                f"[green]done[/]   {record.spec.label()}  {metric}={outcome.metrics[metric]:.4f}  "
+                f"steps={outcome.steps}  {record.wall_seconds:.1f}s")
+        else:
+            self.progress.console.print(f"[red]{record.status}[/] {record.spec.label()}  {cell_error_line(record)}")
+
+
+def print_summary(summary, db_url: str) -> None:
+    done, failed = summary.count("done"), len(summary.records) - summary.count("done")
+    line = f"{done} done, {failed} not done"
+    if summary.resumed:
+        line += f", {summary.resumed} already done (resumed)"
+    console.print(f"[bold]run {summary.run_id}[/]: {line}. Results in {db_url}; see `attnbench leaderboard`.")
+
+
+def print_leaderboard(rows) -> None:
+    from attnbench.leaderboard import to_rich_tables
+
+    if not rows:
+        console.print("no finished results yet; run `attnbench run --suite long-context` first")
+        return
+    for table in to_rich_tables(rows):
+        console.print(table)

@@ -1,0 +1,140 @@
+"""Turning `attnbench run` options into cells: suites or groups x mechanisms x tasks x seeds."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from attnbench.budget import Budget
+from attnbench.cell import CellSpec
+from attnbench.errors import ConfigError, UnknownNameError
+from attnbench.registry import MECHANISMS, SUITES
+
+ALL_GROUP = "all"
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    suite: str
+    mechanisms: tuple[str, ...] = ()
+    seeds: int | None = None
+    budget_value: float | str | None = None
+    budget_kind: str = "flops"
+    profile: str | None = None
+    hparams: Mapping[str, Any] = field(default_factory=dict)
+    task_settings: Mapping[str, Any] = field(default_factory=dict)
+    resume: bool = False
+
+
+@dataclass
+class Plan:
+    profile: str
+    device: str
+    suites: list[str]
+    mechanisms: list[str]
+    cells: list[CellSpec]
+    notes: list[str] = field(default_factory=list)
+
+    def describe(self) -> dict[str, Any]:
+        budgets = sorted({(c.suite, c.task, c.budget.kind, c.budget.value) for c in self.cells})
+        return {
+            "profile": self.profile,
+            "device": self.device,
+            "suites": self.suites,
+            "mechanisms": self.mechanisms,
+            "seeds": sorted({c.seed for c in self.cells}),
+            "budgets": [{"suite": s, "task": t, "kind": k, "value": v} for s, t, k, v in budgets],
+            "n_cells": len(self.cells),
+            "notes": self.notes,
+        }
+
+
+def groups() -> dict[str, list[str]]:
+    """Every group name with its suites: the groups suites declare, plus `all`."""
+    loaded, _ = SUITES.load_all()
+    found: dict[str, list[str]] = {ALL_GROUP: sorted(loaded)}
+    for name, suite in sorted(loaded.items()):
+        for group in suite.groups:
+            found.setdefault(group, []).append(name)
+    return found
+
+
+def resolve_suites(name: str) -> list[Any]:
+    """A suite by name, or the suites of a group; unknown names get close matches from both."""
+    if name in SUITES.names():
+        return [SUITES.get(name)]
+    known_groups = groups()
+    if name in known_groups:
+        return [SUITES.get(member) for member in known_groups[name]]
+    raise UnknownNameError(SUITES.unknown_message(name).replace("unknown suite", "unknown suite or group", 1)
+                           + f"; groups: {', '.join(sorted(known_groups))}")
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def default_profile(device: str, suite_or_group: str) -> str:
+    if suite_or_group == "smoke":
+        return "smoke"
+    return "paper" if device.startswith("cuda") else "smoke"
+
+
+def _mechanisms_for(suite: Any, request: RunRequest, notes: list[str]) -> list[Any]:
+    if request.mechanisms:
+        chosen = [MECHANISMS.get(name) for name in request.mechanisms]
+        accepted = [m for m in chosen if m.kind in suite.accepts]
+        for m in chosen:
+            if m.kind not in suite.accepts:
+                notes.append(f"{suite.name} skips {m.name}: it takes {'/'.join(suite.accepts)} mechanisms, "
+                             f"{m.name} is {m.kind}")
+        return accepted
+    loaded, errors = MECHANISMS.load_all()
+    for name, error in errors.items():
+        notes.append(f"skipped plug-in {name}: {error}")
+    return [m for _, m in sorted(loaded.items()) if m.kind in suite.accepts]
+
+
+def _hparams(mechanism: Any, suite: Any, profile: str, explicit: Mapping[str, Any]) -> dict[str, Any]:
+    base = mechanism.hparams(profile)
+    suite_set = {k: v for k, v in suite.mechanism_overrides(profile).items() if k in base}
+    user_set = {k: v for k, v in explicit.items() if k in base}
+    return mechanism.hparams(profile, {**suite_set, **user_set})
+
+
+def plan_run(request: RunRequest, device: str | None = None) -> Plan:
+    device = device or default_device()
+    profile = request.profile or default_profile(device, request.suite)
+    if request.seeds is not None and request.seeds < 1:
+        raise ConfigError(f"--seeds {request.seeds} must be at least 1")
+    budget_override = (Budget.parse(request.budget_kind, request.budget_value)
+                       if request.budget_value is not None else None)
+    suites = resolve_suites(request.suite)
+    for suite in suites:
+        suite.check_profile(profile)
+    notes: list[str] = []
+    cells: list[CellSpec] = []
+    used_mechanisms: list[str] = []
+    for suite in suites:
+        mechanisms = _mechanisms_for(suite, request, notes)
+        seeds = range(request.seeds if request.seeds is not None else suite.default_seeds(profile))
+        for mechanism in mechanisms:
+            hparams = _hparams(mechanism, suite, profile, request.hparams)
+            used_mechanisms.append(mechanism.name)
+            for task in suite.tasks(profile):
+                if request.task_settings:
+                    task = suite.configure(task, request.task_settings)
+                budget = budget_override or suite.default_budget(profile, task)
+                for seed in seeds:
+                    cells.append(CellSpec(suite.name, mechanism.name, profile, task.label, dict(task.config),
+                                          hparams, budget, seed, suite.version,
+                                          suite.primary_metric, suite.higher_is_better))
+    unused = [k for k in request.hparams if not any(k in c.hparams for c in cells)]
+    if unused:
+        raise ConfigError(f"--hparam {', '.join(unused)}: no selected mechanism has such a hyper-parameter")
+    if not cells:
+        raise ConfigError(f"nothing to run for suite {request.suite!r}: no registered mechanism of a kind it accepts"
+                          + (f" ({'; '.join(notes)})" if notes else ""))
+    return Plan(profile, device, [s.name for s in suites], sorted(set(used_mechanisms)), cells, notes)
+
