@@ -10,6 +10,11 @@ from attnbench.budget import Budget
 
 STATUSES = ("done", "failed", "skipped", "timeout", "oom")
 
+# Per mechanism layer, one sequence, at the task's length and width: forward FLOPs by part, and
+# the decode-time memory (KV cache kept, bytes of it read per new token, recurrent state).
+COST_COLUMNS = ("flops_attention", "flops_selection", "flops_projections", "kv_cache_bytes",
+                "kv_read_bytes_per_token", "state_bytes")
+
 
 def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
@@ -28,6 +33,7 @@ class CellSpec:
     suite_version: str = "1"
     primary_metric: str = "score"
     higher_is_better: bool = True
+    conformance: str = "unchecked"  # "passed", or "failed: <reason>" when run with --allow-nonconforming
 
     def config(self) -> dict[str, Any]:
         """Everything but seed and budget that decides the result; seeds of one config are compared together."""
@@ -63,6 +69,7 @@ class CellOutcome:
     steps: int
     params: int
     details: dict[str, Any] = field(default_factory=dict)
+    costs: dict[str, float] = field(default_factory=dict)  # keys of COST_COLUMNS, at the task's shape
 
 
 @dataclass

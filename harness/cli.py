@@ -12,7 +12,7 @@ import sys
 import click
 
 from attnbench import __version__
-from attnbench.errors import AttnbenchError
+from attnbench.errors import AttnbenchError, UnknownNameError
 
 EXIT_BAD_INPUT = 2
 
@@ -108,8 +108,10 @@ def _parse_assignments(values: tuple[str, ...], option: str) -> dict:
 @click.option("--device", default=None, help="cpu or cuda[:N] (default: cuda when available).")
 @click.option("--db", default=None, help="SQLAlchemy URL or SQLite path (default: $ATTNBENCH_DB or results/attnbench.db).")
 @click.option("--resume", is_flag=True, help="Skip cells already done with the same config, budget and seed.")
+@click.option("--allow-nonconforming", is_flag=True,
+              help="Run mechanisms that fail `attnbench check` anyway; the failure is recorded on each cell.")
 def run_command(suite, mechanisms, seeds, budget, budget_kind, profile, hparams, settings, device, db,
-                resume) -> int:
+                resume, allow_nonconforming) -> int:
     """Run a suite (or group) over mechanisms and seeds under a fixed budget.
 
     \b
@@ -125,6 +127,9 @@ def run_command(suite, mechanisms, seeds, budget, budget_kind, profile, hparams,
                          budget_kind=budget_kind, profile=profile, hparams=_parse_assignments(hparams, "--hparam"),
                          task_settings=_parse_assignments(settings, "--set"), resume=resume)
     plan = plan_run(request, device=device)
+    from attnbench.conformance import screen_plan
+
+    plan = screen_plan(plan, requested=set(mechanisms), allow_nonconforming=allow_nonconforming)
     store = Store.open(db)
     from attnbench.console import RichReporter, print_plan, print_summary
     from attnbench.runner import run_plan
@@ -140,6 +145,46 @@ def run_command(suite, mechanisms, seeds, budget, budget_kind, profile, hparams,
         return 130
     print_summary(summary, store.url)
     return 0 if summary.ok else 1
+
+
+# ---------------------------------------------------------------- check
+
+@cli.command("check")
+@click.argument("mechanisms", nargs=-1)
+@click.option("--profile", default="smoke", show_default=True, help="Whose profile defaults to check with.")
+@click.option("--hparam", "hparams", multiple=True, metavar="KEY=VALUE", help="Check with this hyper-parameter.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+def check_command(mechanisms: tuple[str, ...], profile: str, hparams: tuple[str, ...], as_json: bool) -> int:
+    """Conformance: shape and dtype, no causal leak, gradients, determinism, FLOPs, cache.
+
+    Exits 1 when a mechanism fails. With no names, checks every registered sequence mechanism.
+
+    \b
+    attnbench check mha moba
+    attnbench check sliding_window --hparam window=4
+    """
+    from attnbench.conformance import check_mechanism
+    from attnbench.registry import MECHANISMS
+
+    if mechanisms:
+        specs = [MECHANISMS.get(name) for name in mechanisms]
+    else:
+        loaded, errors = MECHANISMS.load_all()
+        for name, error in errors.items():
+            click.echo(f"attnbench: skipped {name}: {error}", err=True)
+        specs = [spec for _, spec in sorted(loaded.items()) if spec.kind == "sequence"]
+    overrides = _parse_assignments(hparams, "--hparam")
+    reports = []
+    for spec in specs:
+        known = {k: v for k, v in overrides.items() if k in spec.hparams(profile)}
+        reports.append(check_mechanism(spec, hparams=spec.hparams(profile, known), profile=profile))
+    if as_json:
+        click.echo(json.dumps([r.as_dict() for r in reports], indent=2))
+    else:
+        from attnbench.console import print_conformance
+
+        print_conformance(reports)
+    return 0 if all(r.passed for r in reports) else 1
 
 
 # ---------------------------------------------------------------- leaderboard
@@ -158,7 +203,13 @@ def leaderboard_command(suite: str | None, fmt: str, db: str | None) -> int:
     from attnbench import leaderboard, results
     from attnbench.store import Store
 
-    rows = leaderboard.build(results.load(Store.open(db, create=False)), suite=suite)
+    cells = results.load(Store.open(db, create=False))
+    if suite is not None and suite not in set(cells["suite"]):
+        from attnbench.registry import SUITES
+
+        if suite not in SUITES.names():
+            raise UnknownNameError(SUITES.unknown_message(suite))
+    rows = leaderboard.build(cells, suite=suite)
     if fmt == "json":
         click.echo(leaderboard.to_json(rows))
     elif fmt == "markdown":

@@ -11,7 +11,7 @@ from attnbench.cell import CellRecord, CellSpec
 
 console = Console()
 if not console.is_terminal:  # logs and pipes: wide enough for a leaderboard, not the 80-column default
-    console = Console(width=120)
+    console = Console(width=140)
 errors = Console(stderr=True)
 
 
@@ -25,11 +25,14 @@ def print_rows(what: str, rows: list[dict[str, Any]]) -> None:
     extra = [c for c in ("kind",) if any(c in r for r in rows)]
     table = Table("name", *extra, "description", "from", "status", title=what, title_justify="left")
     for row in rows:
-        status = "[green]ok[/]" if row["status"] == "ok" else f"[red]error[/]: {row['error']}"
+        status = f"[red]error[/]: {row['error']}" if row["status"] == "error" else f"[green]{row['status']}[/]"
         source = f"{row['distribution'] or '?'} {row['version'] or ''}".strip()
         table.add_row(row["name"], *(str(row.get(c, "")) for c in extra), row.get("description") or "",
                       source, status)
     console.print(table)
+    if any(row["status"] == "found" for row in rows):
+        console.print("found: located without importing; `attnbench list " + what + " --load` imports each "
+                      "plug-in and shows its kind or its import error.")
 
 
 def print_plan(plan, db_url: str) -> None:
@@ -97,4 +100,15 @@ def print_leaderboard(rows) -> None:
         console.print("no finished results yet; run `attnbench run --suite long-context` first")
         return
     for table in to_rich_tables(rows):
+        console.print(table)
+
+
+def print_conformance(reports) -> None:
+    for report in reports:
+        verdict = "[green]passes[/]" if report.passed else "[red]FAILS[/]"
+        table = Table("check", "result", "detail", title=f"{report.mechanism} {verdict}  (width {report.dim}, "
+                      f"{', '.join(f'{k}={v}' for k, v in report.hparams.items()) or 'no hyper-parameters'})",
+                      title_justify="left")
+        for result in report.results:
+            table.add_row(result.name, "[green]ok[/]" if result.passed else "[red]fail[/]", result.detail)
         console.print(table)

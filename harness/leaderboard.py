@@ -1,5 +1,9 @@
 """Leaderboards from the store: one table per suite and budget, a row per mechanism.
 
+Costs sit beside quality: training FLOPs spent, parameters, and per mechanism layer the KV
+cache kept, the bytes of it read per new token and any recurrent state, so a sparse-read
+mechanism and an evicting one are compared on the cost that differs.
+
 Each seed's score is the primary metric averaged over the suite's tasks; the row shows the
 mean and Student-t 95% interval of those per-seed scores. Only cells that finished count; a
 re-run of the same cell replaces the earlier one. Failed cells are counted, never hidden.
@@ -13,6 +17,7 @@ from typing import Iterable
 
 import pandas as pd
 
+from attnbench.cell import COST_COLUMNS
 from attnbench.stats import mean_interval
 
 TABLE_KEYS = ["suite", "profile", "budget_kind", "budget_value"]
@@ -36,6 +41,12 @@ class LeaderboardRow:
     params: float
     wall_seconds: float
     peak_memory_bytes: float
+    flops_attention: float
+    flops_selection: float
+    flops_projections: float
+    kv_cache_bytes: float
+    kv_read_bytes_per_token: float
+    state_bytes: float
     failed: int
     rank: int = 0
 
@@ -74,7 +85,9 @@ def _row(table_key: tuple, mechanism: str, group: pd.DataFrame) -> LeaderboardRo
         mechanism=mechanism, metric=metric, higher_is_better=higher, mean=interval.mean, ci_low=interval.low,
         ci_high=interval.high, n_seeds=interval.n, n_tasks=int(done["task"].nunique()),
         flops=_mean(done["flops_used"]), params=_mean(done["params"]), wall_seconds=_mean(done["wall_seconds"]),
-        peak_memory_bytes=_mean(done["peak_memory_bytes"]), failed=int((group["status"] != "done").sum()),
+        peak_memory_bytes=_mean(done["peak_memory_bytes"]),
+        **{name: _mean(done[name]) if name in done else math.nan for name in COST_COLUMNS},
+        failed=int((group["status"] != "done").sum()),
     )
 
 
@@ -115,8 +128,8 @@ def title(key: tuple) -> str:
 def columns(rows: list[LeaderboardRow]) -> list[str]:
     """Column headers for one table; the primary metric names its own column."""
     metric = rows[0].metric + (" ↑" if rows[0].higher_is_better else " ↓")
-    return ["rank", "mechanism", metric, "95% CI", "seeds", "tasks", "FLOPs", "params", "wall s", "peak mem",
-            "failed"]
+    return ["rank", "mechanism", metric, "95% CI", "seeds", "FLOPs", "params", "KV kept", "KV/token", "state",
+            "wall s", "peak mem", "failed"]
 
 
 def cells_of(row: LeaderboardRow) -> list[str]:
@@ -124,8 +137,8 @@ def cells_of(row: LeaderboardRow) -> list[str]:
     ci = "—" if math.isnan(row.ci_low) else f"{row.ci_low:.3f}–{row.ci_high:.3f}"
     return [
         str(row.rank) if row.rank else "—", row.mechanism, "—" if math.isnan(row.mean) else f"{row.mean:.4f}",
-        ci, str(row.n_seeds), str(row.n_tasks), _si(row.flops), _si(row.params),
-        "—" if math.isnan(row.wall_seconds) else f"{row.wall_seconds:.1f}", _bytes(row.peak_memory_bytes),
+        ci, str(row.n_seeds), _si(row.flops), _si(row.params), _bytes(row.kv_cache_bytes),
+        _bytes(row.kv_read_bytes_per_token), _bytes(row.state_bytes), "—" if math.isnan(row.wall_seconds) else f"{row.wall_seconds:.1f}", _bytes(row.peak_memory_bytes),
         str(row.failed),
     ]
 

@@ -8,14 +8,15 @@ from attnbench.registry import MECHANISMS, SUITES
 
 
 def list_plugins(what: str, load: bool = False) -> list[dict[str, Any]]:
-    """One row per registered name. Without `load` nothing is imported: the description is the
-    module's docstring and errors are those visible without running it (missing module, syntax)."""
+    """One row per registered name. Without `load` nothing is imported: status is `found`, the
+    description is the module's docstring, and the errors shown are those visible without running
+    the module (missing module, syntax error). With `load` status is `ok` or the import error."""
     registry = MECHANISMS if what == "mechanisms" else SUITES
     rows = []
     for name, claims in sorted(registry.entries().items()):
         entry = claims[0]
         row: dict[str, Any] = {"name": name, "target": entry.target, "distribution": entry.distribution,
-                               "version": entry.version, "status": "ok", "error": None}
+                               "version": entry.version, "status": "ok" if load else "found", "error": None}
         if len(claims) > 1:
             row["status"] = "error"
             row["error"] = "registered more than once: " + ", ".join(c.target for c in claims)

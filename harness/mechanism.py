@@ -44,13 +44,34 @@ class FlopBreakdown:
 
 
 @dataclass(frozen=True)
+class CacheCost:
+    """Decode-time memory of one layer for one sequence that has seen `seq_len` tokens, in bytes.
+
+    `kv_stored`: the KV cache (or its compressed or evicted form) kept; `kv_read_per_token`: the
+    bytes of it read to produce the next token; `state`: fixed-size recurrent or memory state.
+    A sparse-read mechanism keeps the whole cache but reads little; an evicting one keeps little.
+    """
+
+    kv_stored: int
+    kv_read_per_token: int
+    state: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"kv_stored": self.kv_stored, "kv_read_per_token": self.kv_read_per_token, "state": self.state}
+
+
+@dataclass(frozen=True)
 class MechanismSpec:
     """A registered mechanism.
 
     `build(dim, causal=..., **hparams)` returns the module; for the `sequence` kind it maps
     `(B, L, D) -> (B, L, D)`. `flops(batch, seq_len, dim, causal=..., **hparams)` is the analytic
-    cost of one forward pass. `defaults` are the paper's hyper-parameters; `profile_defaults`
-    overrides them per profile (e.g. a smaller window for CPU smoke runs).
+    cost of one forward pass. `flops_exact` says the declared FLOPs equal what FlopCounterMode
+    counts on the reference implementation; sparse mechanisms whose readable reference computes
+    densely and masks declare their effective work instead and set it False.
+    `cache(seq_len, dim, bytes_per_element=2, **hparams)` gives the decode-time memory per layer.
+    `defaults` are the paper's hyper-parameters; `profile_defaults` overrides them per profile
+    (e.g. a smaller window for CPU smoke runs) and takes precedence over a suite's overrides.
     """
 
     name: str
@@ -63,6 +84,8 @@ class MechanismSpec:
     profile_defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     supports_causal: bool = True
     supports_bidirectional: bool = True
+    flops_exact: bool = True
+    cache: Callable[..., CacheCost] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -89,6 +112,8 @@ class MechanismSpec:
             "description": self.description,
             "paper": self.paper,
             "defaults": dict(self.defaults),
+            "profile_defaults": {k: dict(v) for k, v in self.profile_defaults.items()},
             "causal": self.supports_causal,
             "bidirectional": self.supports_bidirectional,
+            "flops_exact": self.flops_exact,
         }

@@ -75,6 +75,20 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def check_device(device: str) -> str:
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"--device {device!r} is not a torch device (expected cpu or cuda[:N]): {exc}")
+    if parsed.type not in ("cpu", "cuda"):
+        raise ConfigError(f"--device {device!r}: attnbench runs on cpu or cuda[:N]")
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device!r} asked for, but this machine has no usable CUDA device")
+    return device
+
+
 def default_profile(device: str, suite_or_group: str) -> str:
     if suite_or_group == "smoke":
         return "smoke"
@@ -97,14 +111,16 @@ def _mechanisms_for(suite: Any, request: RunRequest, notes: list[str]) -> list[A
 
 
 def _hparams(mechanism: Any, suite: Any, profile: str, explicit: Mapping[str, Any]) -> dict[str, Any]:
+    """Paper defaults < the suite's overrides < the mechanism's own profile defaults < the user's."""
     base = mechanism.hparams(profile)
-    suite_set = {k: v for k, v in suite.mechanism_overrides(profile).items() if k in base}
+    pinned = mechanism.profile_defaults.get(profile, {})
+    suite_set = {k: v for k, v in suite.mechanism_overrides(profile).items() if k in base and k not in pinned}
     user_set = {k: v for k, v in explicit.items() if k in base}
     return mechanism.hparams(profile, {**suite_set, **user_set})
 
 
 def plan_run(request: RunRequest, device: str | None = None) -> Plan:
-    device = device or default_device()
+    device = check_device(device) if device else default_device()
     profile = request.profile or default_profile(device, request.suite)
     if request.seeds is not None and request.seeds < 1:
         raise ConfigError(f"--seeds {request.seeds} must be at least 1")

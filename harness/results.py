@@ -6,13 +6,15 @@ import os
 import pandas as pd
 from sqlalchemy import select
 
+from attnbench.cell import COST_COLUMNS
 from attnbench.schema import Cell, Metric, Run
 from attnbench.store import Store
 
 CELL_COLUMNS = [
     "cell_id", "run_id", "suite", "mechanism", "profile", "task", "config_hash", "budget_kind", "budget_value",
     "budget_used", "flops_used", "steps", "seed", "primary_metric", "higher_is_better", "status", "error",
-    "wall_seconds", "peak_memory_bytes", "memory_kind", "params", "started_at", "finished_at",
+    "wall_seconds", "peak_memory_bytes", "memory_kind", "params", "conformance", *COST_COLUMNS, "started_at",
+    "finished_at",
 ]
 
 
@@ -23,13 +25,8 @@ def _store(db: str | os.PathLike | Store | None) -> Store:
 def load(db: str | os.PathLike | Store | None = None) -> pd.DataFrame:
     """One row per cell, one column per metric (NaN where a cell has no such metric)."""
     store = _store(db)
-    cell_query = select(
-        Cell.id.label("cell_id"), Cell.run_id, Cell.suite, Cell.mechanism, Cell.profile, Cell.task, Cell.config_hash,
-        Cell.budget_kind, Cell.budget_value, Cell.budget_used, Cell.flops_used, Cell.steps, Cell.seed, Cell.primary_metric,
-        Cell.higher_is_better, Cell.status,
-        Cell.error, Cell.wall_seconds, Cell.peak_memory_bytes, Cell.memory_kind, Cell.params, Cell.started_at,
-        Cell.finished_at,
-    ).order_by(Cell.id)
+    cell_query = select(*(Cell.id.label(c) if c == "cell_id" else getattr(Cell, c) for c in CELL_COLUMNS))
+    cell_query = cell_query.order_by(Cell.id)
     with store.engine.connect() as conn:
         cells = pd.DataFrame(conn.execute(cell_query).all(), columns=CELL_COLUMNS)
         metrics = pd.DataFrame(conn.execute(select(Metric.cell_id, Metric.name, Metric.value)).all(),

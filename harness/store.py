@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from attnbench.cell import CellRecord
+from attnbench.cell import COST_COLUMNS, CellRecord
 from attnbench.errors import StoreError
 from attnbench.schema import SCHEMA_VERSION, Base, Cell, Meta, Metric, Run
 
@@ -123,6 +123,7 @@ class Store:
             config_hash=spec.config_hash, config=spec.config(), budget_kind=spec.budget.kind,
             budget_value=spec.budget.value, seed=spec.seed,
             primary_metric=spec.primary_metric, higher_is_better=spec.higher_is_better,
+            conformance=spec.conformance,
             status=record.status, error=record.error,
             wall_seconds=record.wall_seconds, peak_memory_bytes=record.peak_memory_bytes,
             memory_kind=record.memory_kind, started_at=record.started_at or utcnow(),
@@ -132,6 +133,7 @@ class Store:
             steps=outcome.steps if outcome else None,
             params=outcome.params if outcome else None,
             details=outcome.details if outcome else {},
+            **{name: (outcome.costs.get(name) if outcome else None) for name in COST_COLUMNS},
         )
         if outcome:
             cell.metrics = [Metric(name=name, value=_finite_or_none(value)) for name, value in outcome.metrics.items()]

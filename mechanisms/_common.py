@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from attnbench.errors import ConfigError
+from attnbench.mechanism import CacheCost
 
 
 def check_heads(dim: int, num_heads: int) -> int:
@@ -40,3 +41,9 @@ class QKVProjection(nn.Module):
 def projection_flops(batch: int, seq_len: int, dim: int) -> int:
     """Q, K, V and output projections: four D x D matmuls per token, 2 FLOPs per multiply-add."""
     return 8 * batch * seq_len * dim * dim
+
+
+def full_kv_cache(seq_len: int, dim: int, bytes_per_element: int = 2, kv_dim: int | None = None) -> CacheCost:
+    """A cache holding every past key and value (width `kv_dim`, default `dim`), all read per token."""
+    stored = 2 * seq_len * (kv_dim or dim) * bytes_per_element
+    return CacheCost(kv_stored=stored, kv_read_per_token=stored)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attnbench.errors import ConfigError
-from attnbench.mechanism import FlopBreakdown, MechanismSpec
+from attnbench.mechanism import CacheCost, FlopBreakdown, MechanismSpec
 from attnbench.mechanisms._common import QKVProjection, check_heads, projection_flops
 
 EPS = 1e-6
@@ -99,6 +99,13 @@ def flops(batch: int, seq_len: int, dim: int, num_heads: int = 8, chunk_size: in
     return FlopBreakdown(attention=batch * num_heads * per_head, projections=projection_flops(batch, seq_len, dim))
 
 
+def cache(seq_len: int, dim: int, bytes_per_element: int = 2, num_heads: int = 8, **_: object) -> CacheCost:
+    """No KV cache: a state S (d x d) and normaliser z (d) per head, read whole for every token."""
+    head_dim = check_heads(dim, num_heads)
+    state = num_heads * head_dim * (head_dim + 1) * bytes_per_element
+    return CacheCost(kv_stored=0, kv_read_per_token=state, state=state)
+
+
 def build(dim: int, causal: bool = True, **hparams: object) -> LinearAttention:
     return LinearAttention(dim, causal=causal, **hparams)
 
@@ -110,5 +117,6 @@ SPEC = MechanismSpec(
     paper="Katharopoulos et al., Transformers are RNNs, ICML 2020, arXiv:2006.16236",
     build=build,
     flops=flops,
+    cache=cache,
     defaults={"num_heads": 8, "chunk_size": 64},
 )

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attnbench.mechanism import FlopBreakdown, MechanismSpec
-from attnbench.mechanisms._common import QKVProjection, check_heads, projection_flops
+from attnbench.mechanisms._common import QKVProjection, check_heads, full_kv_cache, projection_flops
 
 
 class MultiHeadAttention(nn.Module):
@@ -32,6 +32,10 @@ def flops(batch: int, seq_len: int, dim: int, num_heads: int = 8, causal: bool =
     return FlopBreakdown(attention=scores_and_mix, projections=projection_flops(batch, seq_len, dim))
 
 
+def cache(seq_len: int, dim: int, bytes_per_element: int = 2, **_: object):
+    return full_kv_cache(seq_len, dim, bytes_per_element)
+
+
 def build(dim: int, causal: bool = True, **hparams: object) -> MultiHeadAttention:
     return MultiHeadAttention(dim, causal=causal, **hparams)
 
@@ -43,5 +47,6 @@ SPEC = MechanismSpec(
     paper="Vaswani et al., Attention Is All You Need, NeurIPS 2017, arXiv:1706.03762",
     build=build,
     flops=flops,
+    cache=cache,
     defaults={"num_heads": 8},
 )

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attnbench.errors import ConfigError
-from attnbench.mechanism import FlopBreakdown, MechanismSpec
+from attnbench.mechanism import CacheCost, FlopBreakdown, MechanismSpec
 from attnbench.mechanisms._common import QKVProjection, check_heads, projection_flops
 
 
@@ -58,6 +58,12 @@ def flops(batch: int, seq_len: int, dim: int, window: int = 512, num_heads: int 
     return FlopBreakdown(attention=4 * batch * seq_len * keys * dim, projections=projection_flops(batch, seq_len, dim))
 
 
+def cache(seq_len: int, dim: int, bytes_per_element: int = 2, window: int = 512, **_: object) -> CacheCost:
+    """Only the last `window` keys and values are kept (evicting), and all of them are read."""
+    kept = 2 * min(window, seq_len) * dim * bytes_per_element
+    return CacheCost(kv_stored=kept, kv_read_per_token=kept)
+
+
 def build(dim: int, causal: bool = True, **hparams: object) -> SlidingWindowAttention:
     return SlidingWindowAttention(dim, causal=causal, **hparams)
 
@@ -69,6 +75,8 @@ SPEC = MechanismSpec(
     paper="Beltagy et al., Longformer: The Long-Document Transformer, arXiv:2004.05150",
     build=build,
     flops=flops,
+    flops_exact=False,
+    cache=cache,
     defaults={"window": 512, "num_heads": 8},
     # MECHANISMS.md suggests 64 for smoke runs; the CPU smoke tasks are only 32 tokens long, where
     # 64 would make this mechanism identical to mha, so smoke uses half that length.

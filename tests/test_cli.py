@@ -53,7 +53,7 @@ def test_resume_skips_what_is_done(populated):
 @pytest.mark.parametrize("args,needle", [
     (["run", "--suite", "nope"], "unknown suite or group 'nope'"),
     (["run", "--suite", "mqr"], "did you mean mqar"),
-    (["run", "--suite", "mqar", "-m", "mhq"], "did you mean mha"),
+    (["run", "--suite", "mqar", "-m", "mhaa"], "did you mean mha"),
     (["run", "--suite", "mqar", "--budget", "-1"], "positive"),
     (["run", "--suite", "mqar", "--budget", "0"], "positive"),
     (["run", "--suite", "mqar", "--budget", "ten"], "not a number"),
@@ -66,6 +66,8 @@ def test_resume_skips_what_is_done(populated):
     (["run", "--suite", "mqar", "--db", "sqlite:////proc/no/such/dir/x.db"], "database"),
     (["run", "--suite", "mqar", "--db", "postgresql+nodriver://u@127.0.0.1:1/x"], "database"),
     (["leaderboard", "--format", "yaml"], "yaml"),
+    (["leaderboard", "--suite", "mqqr"], "did you mean mqar"),
+    (["run", "--suite", "mqar", "--device", "tpu9"], "device"),
     (["list", "widgets"], "widgets"),
     (["frobnicate"], "frobnicate"),
 ])
@@ -80,6 +82,12 @@ def test_bad_input_is_one_line_and_exit_2(populated, args, needle):
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     assert needle in lines[0]
     assert sqlite3.connect(db).execute("SELECT COUNT(*) FROM cells").fetchone()[0] == before
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")
+def test_asking_for_cuda_without_it_is_bad_input():
+    result = run_cli("run", "--suite", "mqar", "--device", "cuda", "--db", "sqlite://")
+    assert result.returncode == 2 and "no usable CUDA" in result.stderr
 
 
 def test_leaderboard_on_a_missing_database_is_bad_input(tmp_path):

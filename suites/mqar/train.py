@@ -57,6 +57,18 @@ def make_data(task: MQARTask, seed: int, device: torch.device) -> tuple[torch.Te
     return tuple(t.to(device) for t in (*train, *test))
 
 
+def layer_costs(task: MQARTask, mechanism: MechanismSpec, hparams: dict[str, Any]) -> dict[str, float]:
+    """One mechanism layer on one sequence of the task: forward FLOPs by part and decode memory (float32)."""
+    flops = mechanism.flops(1, task.seq_len, task.d_model, causal=True, **hparams)
+    costs = {"flops_attention": flops.attention, "flops_selection": flops.selection,
+             "flops_projections": flops.projections}
+    if mechanism.cache is not None:
+        cache = mechanism.cache(task.seq_len, task.d_model, bytes_per_element=4, **hparams)
+        costs.update(kv_cache_bytes=cache.kv_stored, kv_read_bytes_per_token=cache.kv_read_per_token,
+                     state_bytes=cache.state)
+    return costs
+
+
 def train_and_evaluate(task: MQARTask, mechanism: MechanismSpec, hparams: dict[str, Any], budget: Budget,
                        seed: int, ctx: CellContext) -> CellOutcome:
     device = torch.device(ctx.device)
@@ -82,6 +94,7 @@ def train_and_evaluate(task: MQARTask, mechanism: MechanismSpec, hparams: dict[s
     metrics.update({f"accuracy@lr={t['lr']:.3g}": t["accuracy"] for t in trials})
     return CellOutcome(
         metrics=metrics,
+        costs=layer_costs(task, mechanism, hparams),
         budget_used=best["meter"].used(),
         flops=best["meter"].flops,
         steps=best["meter"].steps,

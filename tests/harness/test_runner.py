@@ -7,7 +7,7 @@ import pytest
 
 from attnbench import leaderboard, results
 from attnbench.errors import ConfigError, UnknownNameError
-from attnbench.planning import RunRequest, groups, plan_run
+from attnbench.planning import RunRequest, default_profile, groups, plan_run
 from attnbench.registry import SUITES
 from attnbench.runner import run_plan
 from attnbench.store import Store
@@ -41,14 +41,14 @@ def test_groups_include_declared_and_all(echo):
     assert {c.suite for c in plan_run(RunRequest("testgroup", ("mha",), seeds=1), device="cpu").cells} == {"echo"}
 
 
-def test_profile_defaults_to_paper_on_gpu(echo):
-    assert plan_run(RunRequest("echo", ("mha",), seeds=1), device="cuda").profile == "paper"
-    assert plan_run(RunRequest("smoke", ("mha",), seeds=1), device="cuda").profile == "smoke"
+def test_profile_defaults_to_paper_on_gpu():
+    assert default_profile("cuda", "echo") == "paper" and default_profile("cuda:1", "mqar") == "paper"
+    assert default_profile("cpu", "echo") == "smoke" and default_profile("cuda", "smoke") == "smoke"
 
 
 @pytest.mark.parametrize("request_kwargs,error,match", [
     (dict(suite="ech"), UnknownNameError, "did you mean echo"),
-    (dict(suite="echo", mechanisms=("mhx",)), UnknownNameError, "did you mean mha"),
+    (dict(suite="echo", mechanisms=("mhaa",)), UnknownNameError, "did you mean mha"),
     (dict(suite="echo", budget_value="-5"), ConfigError, "positive"),
     (dict(suite="echo", budget_value="lots"), ConfigError, "not a number"),
     (dict(suite="echo", seeds=0), ConfigError, "seeds"),
