@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import importlib
 import importlib.util
 from dataclasses import dataclass
 from importlib import metadata
@@ -144,25 +145,21 @@ class Registry(Generic[T]):
         return f"unknown {self.noun} {name!r}{hint} (available: {available})"
 
 
-def _validate_mechanism(obj: Any, name: str):
-    from attnbench.mechanism import MechanismSpec
+def validator(module: str, class_name: str) -> Callable[[Any, str], Any]:
+    """A check that a loaded plug-in is an instance of `module.class_name` registered under its own name."""
 
-    if not isinstance(obj, MechanismSpec):
-        raise TypeError(f"expected an attnbench.mechanism.MechanismSpec, got {type(obj).__name__}")
-    if obj.name != name:
-        raise TypeError(f"its spec is named {obj.name!r}, not {name!r}")
-    return obj
+    def validate(obj: Any, name: str) -> Any:
+        expected = getattr(importlib.import_module(module), class_name)
+        if not isinstance(obj, expected):
+            raise TypeError(f"expected an {module}.{class_name}, got {type(obj).__name__}")
+        if obj.name != name:
+            raise TypeError(f"it is named {obj.name!r}, not {name!r}")
+        return obj
 
-
-def _validate_suite(obj: Any, name: str):
-    from attnbench.suite import Suite
-
-    if not isinstance(obj, Suite):
-        raise TypeError(f"expected an attnbench.suite.Suite, got {type(obj).__name__}")
-    if obj.name != name:
-        raise TypeError(f"its suite is named {obj.name!r}, not {name!r}")
-    return obj
+    return validate
 
 
-MECHANISMS: Registry = Registry(MECHANISM_GROUP, "mechanism", _validate_mechanism)
-SUITES: Registry = Registry(SUITE_GROUP, "suite", _validate_suite)
+validate_mechanism = validator("attnbench.mechanism", "MechanismSpec")
+validate_suite = validator("attnbench.suite", "Suite")
+MECHANISMS: Registry = Registry(MECHANISM_GROUP, "mechanism", validate_mechanism)
+SUITES: Registry = Registry(SUITE_GROUP, "suite", validate_suite)

@@ -8,7 +8,7 @@ import pytest
 
 from attnbench.errors import PluginLoadError, UnknownNameError
 from attnbench.listing import list_plugins
-from attnbench.registry import MECHANISM_GROUP, MECHANISMS, Registry, _validate_mechanism
+from attnbench.registry import MECHANISM_GROUP, MECHANISMS, Registry, validate_mechanism
 from tests.conftest import make_distribution, run_cli
 
 GOOD_SPEC = '''
@@ -41,7 +41,7 @@ def broken_site(tmp_path, monkeypatch):
 
 
 def fresh_registry() -> Registry:
-    return Registry(MECHANISM_GROUP, "mechanism", _validate_mechanism)
+    return Registry(MECHANISM_GROUP, "mechanism", validate_mechanism)
 
 
 def test_builtins_are_found_through_entry_points():

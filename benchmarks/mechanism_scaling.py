@@ -1,0 +1,93 @@
+"""Forward+backward time and peak memory of every sequence mechanism as the length grows, on CPU.
+
+    python benchmarks/mechanism_scaling.py [--lengths 512 2048 8192] [--dim 256] [--repeats 3]
+                                           [--mechanism mha --mechanism linear ...] [--markdown FILE]
+
+Each mechanism runs with its paper defaults (the `paper` profile) at batch 1, width `--dim`.
+Time is the median of `--repeats` forward+backward passes after one warm-up; memory is the
+peak resident set size during one pass above the level before it (the kernel's high-water mark,
+reset per measurement), so linear and quadratic growth show in measured bytes. A mechanism that
+takes longer than `--max-seconds` at one length is not run at longer ones.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import time
+
+import torch
+
+from attnbench.memory import PeakMemory
+from attnbench.registry import MECHANISMS
+
+
+def measure(spec, length: int, dim: int, repeats: int) -> tuple[float, int]:
+    hparams = spec.hparams("paper")
+    torch.manual_seed(0)
+    module = spec.build(dim, causal=True, **hparams)
+    x = torch.randn(1, length, dim, requires_grad=True)
+
+    def step() -> None:
+        module(x).sum().backward()
+        module.zero_grad(set_to_none=True)
+        x.grad = None
+
+    step()  # warm-up
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - started)
+    gc.collect()
+    probe = PeakMemory("cpu")
+    probe.reset()
+    before = probe.read() or 0
+    step()
+    peak = (probe.read() or 0) - before
+    return statistics.median(times), max(peak, 0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lengths", type=int, nargs="+", default=[512, 2048, 8192])
+    parser.add_argument("--dim", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--mechanism", action="append", default=None)
+    parser.add_argument("--max-seconds", type=float, default=30.0)
+    parser.add_argument("--markdown", default=None, help="Also write the table to this file.")
+    args = parser.parse_args()
+    names = args.mechanism or sorted(n for n, s in MECHANISMS.load_all()[0].items() if s.kind == "sequence")
+    results: dict[str, dict[int, tuple[float, int] | None]] = {}
+    for name in names:
+        spec = MECHANISMS.get(name)
+        results[name] = {}
+        for length in args.lengths:
+            seconds, peak = measure(spec, length, args.dim, args.repeats)
+            results[name][length] = (seconds, peak)
+            print(f"{name:16s} L={length:6d}  {seconds * 1000:10.1f} ms  peak +{peak / 2**20:8.1f} MiB", flush=True)
+            if seconds > args.max_seconds:
+                break
+    base = results.get("mha", {})
+    header = "| mechanism | " + " | ".join(f"L={n} ms (x mha) | L={n} MiB" for n in args.lengths) + " |"
+    lines = [header, "|" + "---|" * (1 + 2 * len(args.lengths))]
+    for name, by_length in results.items():
+        cells = []
+        for length in args.lengths:
+            if length not in by_length:
+                cells += ["not run", "not run"]
+                continue
+            seconds, peak = by_length[length]
+            ratio = f" ({seconds / base[length][0]:.2f}x)" if length in base else ""
+            cells += [f"{seconds * 1000:.0f}{ratio}", f"{peak / 2**20:.0f}"]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    table = "\n".join(lines)
+    print(f"\nbatch 1, width {args.dim}, paper defaults, {torch.get_num_threads()} threads, forward+backward\n")
+    print(table)
+    if args.markdown:
+        with open(args.markdown, "w") as out:
+            out.write(table + "\n")
+
+
+if __name__ == "__main__":
+    main()
