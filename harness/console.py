@@ -22,17 +22,22 @@ def print_rows(what: str, rows: list[dict[str, Any]]) -> None:
             table.add_row(row["name"], ", ".join(row["suites"]))
         console.print(table)
         return
-    extra = [c for c in ("kind",) if any(c in r for r in rows)]
+    extra = [c for c in ("kind", "paper", "defaults") if any(c in r for r in rows)]
     table = Table("name", *extra, "description", "from", "status", title=what, title_justify="left")
     for row in rows:
         status = f"[red]error[/]: {row['error']}" if row["status"] == "error" else f"[green]{row['status']}[/]"
         source = f"{row['distribution'] or '?'} {row['version'] or ''}".strip()
-        table.add_row(row["name"], *(str(row.get(c, "")) for c in extra), row.get("description") or "",
-                      source, status)
+        table.add_row(row["name"], *(_show(row.get(c)) for c in extra), row.get("description") or "", source, status)
     console.print(table)
     if any(row["status"] == "found" for row in rows):
         console.print("found: located without importing; `attnbench list " + what + " --load` imports each "
                       "plug-in and shows its kind or its import error.")
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    return "" if value is None else str(value)
 
 
 def print_plan(plan, db_url: str) -> None:

@@ -8,9 +8,10 @@ from attnbench.registry import MECHANISMS, SUITES
 
 
 def list_plugins(what: str, load: bool = False) -> list[dict[str, Any]]:
-    """One row per registered name. Without `load` nothing is imported: status is `found`, the
-    description is the module's docstring, and the errors shown are those visible without running
-    the module (missing module, syntax error). With `load` status is `ok` or the import error."""
+    """One row per registered name. Without `load` nothing is imported: status is `found`, kind,
+    description, paper and defaults are read from the plug-in's source where it states them as
+    literals, and the errors shown are those visible without running the module (missing module,
+    syntax error). With `load` status is `ok` or the import error, and every field is exact."""
     registry = MECHANISMS if what == "mechanisms" else SUITES
     rows = []
     for name, claims in sorted(registry.entries().items()):
@@ -26,8 +27,11 @@ def list_plugins(what: str, load: bool = False) -> list[dict[str, Any]]:
             except PluginLoadError as exc:
                 row["status"], row["error"] = "error", str(exc)
         else:
-            summary, error = entry.probe()
-            row["description"] = summary
+            stated, error = entry.probe()
+            row["description"] = stated.get("description") or stated.get("summary")
+            for key in ("kind", "paper", "defaults"):
+                if key in stated:
+                    row[key] = stated[key]
             if error:
                 row["status"], row["error"] = "error", error
         rows.append(row)

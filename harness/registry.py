@@ -37,26 +37,51 @@ class PluginEntry:
     def module(self) -> str:
         return self.target.split(":", 1)[0]
 
-    def probe(self) -> tuple[str | None, str | None]:
-        """Read the plug-in's module without running it: (first docstring line, error line).
+    @property
+    def attribute(self) -> str:
+        return self.target.split(":", 1)[1] if ":" in self.target else ""
+
+    def probe(self) -> tuple[dict[str, Any], str | None]:
+        """Read the plug-in's module without running it: (what its source states, error line).
 
         Finds the module and parses its source, which catches a missing module or a syntax
-        error; errors raised only when the module runs show up when it is loaded.
+        error; errors raised only when the module runs show up when it is loaded. What it
+        states: the module docstring's first line, and the literal keyword arguments (kind,
+        description, paper, defaults, ...) of the call assigned to the entry point's attribute.
         """
         try:
             found = importlib.util.find_spec(self.module)
         except (ImportError, ValueError) as exc:
-            return None, f"{type(exc).__name__}: {exc}"
+            return {}, f"{type(exc).__name__}: {exc}"
         if found is None:
-            return None, f"ModuleNotFoundError: no module named {self.module!r}"
+            return {}, f"ModuleNotFoundError: no module named {self.module!r}"
         if not found.origin or not found.origin.endswith(".py"):
-            return None, None
+            return {}, None
         try:
             with open(found.origin, encoding="utf-8") as source:
-                docstring = ast.get_docstring(ast.parse(source.read(), found.origin))
+                tree = ast.parse(source.read(), found.origin)
         except (OSError, SyntaxError, ValueError) as exc:
-            return None, f"{type(exc).__name__}: {exc}"
-        return (docstring.strip().splitlines()[0] if docstring else None), None
+            return {}, f"{type(exc).__name__}: {exc}"
+        stated = _literal_keywords(tree, self.attribute)
+        docstring = ast.get_docstring(tree)
+        if docstring:
+            stated.setdefault("summary", docstring.strip().splitlines()[0])
+        return stated, None
+
+
+def _literal_keywords(tree: ast.Module, attribute: str) -> dict[str, Any]:
+    """Keyword arguments written as literals in `attribute = SomeSpec(...)` at module level."""
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
+                and any(isinstance(t, ast.Name) and t.id == attribute for t in node.targets)):
+            found = {}
+            for keyword in node.value.keywords:
+                try:
+                    found[keyword.arg] = ast.literal_eval(keyword.value)
+                except ValueError:
+                    continue
+            return found
+    return {}
 
 
 def _entry_from(ep: metadata.EntryPoint) -> PluginEntry:

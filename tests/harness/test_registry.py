@@ -70,6 +70,8 @@ def test_listing_without_import_reports_what_it_can_see(broken_site):
     rows = {r["name"]: r for r in list_plugins("mechanisms", load=False)}
     assert rows["ghost"]["status"] == "error" and "no_such_module_anywhere" in rows["ghost"]["error"]
     assert rows["crashy"]["status"] == "found" and rows["mha"]["status"] == "found"
+    assert rows["mha"]["kind"] == "sequence" and rows["mha"]["defaults"] == {"num_heads": 8}
+    assert "arXiv:1706.03762" in rows["mha"]["paper"] and rows["fine"]["description"] == "d"
     assert rows["crashy"]["description"] == "Imports a missing dependency."
     assert rows["fine"]["distribution"] == "brokenplugins"
     loaded_rows = {r["name"]: r for r in list_plugins("mechanisms", load=True)}
