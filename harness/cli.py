@@ -108,10 +108,12 @@ def _parse_assignments(values: tuple[str, ...], option: str) -> dict:
 @click.option("--device", default=None, help="cpu or cuda[:N] (default: cuda when available).")
 @click.option("--db", default=None, help="SQLAlchemy URL or SQLite path (default: $ATTNBENCH_DB or results/attnbench.db).")
 @click.option("--resume", is_flag=True, help="Skip cells already done with the same config, budget and seed.")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Cells run at once, each in its own worker process (CPU threads are shared out).")
 @click.option("--allow-nonconforming", is_flag=True,
               help="Run mechanisms that fail `attnbench check` anyway; the failure is recorded on each cell.")
 def run_command(suite, mechanisms, seeds, budget, budget_kind, profile, hparams, settings, device, db,
-                resume, allow_nonconforming) -> int:
+                resume, jobs, allow_nonconforming) -> int:
     """Run a suite (or group) over mechanisms and seeds under a fixed budget.
 
     \b
@@ -119,6 +121,7 @@ def run_command(suite, mechanisms, seeds, budget, budget_kind, profile, hparams,
     attnbench run --suite mqar -m mha -m linear --seeds 3 --budget 2e12
     attnbench run --suite mqar --budget 500 --budget-kind steps --hparam num_heads=2
     attnbench run --suite mqar -m mha --set seq_len=64 --set num_kv_pairs=8
+    attnbench run --suite long-context --jobs 2
     """
     from attnbench.planning import RunRequest, plan_run
     from attnbench.store import Store
@@ -138,7 +141,7 @@ def run_command(suite, mechanisms, seeds, budget, budget_kind, profile, hparams,
     reporter = RichReporter()
     try:
         with reporter:
-            summary = run_plan(plan, store, resume=resume, reporter=reporter)
+            summary = run_plan(plan, store, resume=resume, reporter=reporter, jobs=jobs)
     except KeyboardInterrupt:
         click.echo("interrupted: finished cells are stored; rerun the same command with --resume to finish",
                    err=True)

@@ -70,7 +70,7 @@ class RichReporter:
         self.progress.stop()
 
     def cell_started(self, cell: CellSpec, index: int, total: int) -> None:
-        self.progress.update(self.cells_task, total=total, completed=index, description=f"cells · {cell.label()}")
+        self.progress.update(self.cells_task, total=total, description=f"cells · {cell.label()}")
         self.progress.reset(self.steps_task, total=None, description="steps")
 
     def step(self, step: int, planned: int | None) -> None:

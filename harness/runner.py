@@ -87,25 +87,64 @@ def _describe(exc: BaseException) -> str:
 
 
 def run_plan(plan: Plan, store: Store, resume: bool = False, reporter: Reporter | None = None,
-             argv: list[str] | None = None) -> RunSummary:
+             argv: list[str] | None = None, jobs: int = 1) -> RunSummary:
+    """Run the plan's cells (skipping done ones on resume), writing each as it finishes.
+
+    With `jobs > 1` cells run in that many worker processes, each with its share of the CPU
+    threads; this process stays the only writer.
+    """
     reporter = reporter or SilentReporter()
     done = store.done_keys() if resume else set()
     todo = [cell for cell in plan.cells if cell.resume_key not in done]
     run_id = store.start_run(provenance.collect(plan.device, argv), plan.profile,
-                             {**plan.describe(), "resume_skipped": len(plan.cells) - len(todo)})
+                             {**plan.describe(), "resume_skipped": len(plan.cells) - len(todo), "jobs": jobs})
     summary = RunSummary(run_id, resumed=len(plan.cells) - len(todo))
     status = "interrupted"
+
+    def finished(record: CellRecord) -> None:
+        store.write_cell(run_id, record)
+        summary.records.append(record)
+        reporter.cell_finished(record)
+
     try:
-        for index, cell in enumerate(todo):
-            reporter.cell_started(cell, index, len(todo))
-            record = execute_cell(cell, plan.device, reporter.step)
-            store.write_cell(run_id, record)
-            summary.records.append(record)
-            reporter.cell_finished(record)
+        if jobs > 1 and len(todo) > 1:
+            _run_in_workers(todo, plan.device, jobs, reporter, finished)
+        else:
+            for index, cell in enumerate(todo):
+                reporter.cell_started(cell, index, len(todo))
+                finished(execute_cell(cell, plan.device, reporter.step))
         status = "done" if summary.ok else "failed"
     finally:
         store.finish_run(run_id, status)
     return summary
+
+
+def _worker_init(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def _run_in_workers(cells: list[CellSpec], device: str, jobs: int, reporter: Reporter, finished) -> None:
+    import multiprocessing
+    import os
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    context = multiprocessing.get_context("spawn")  # a clean interpreter: no inherited torch thread pools
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_worker_init,
+                             initargs=(threads,)) as pool:
+        pending = set()
+        for index, cell in enumerate(cells):
+            reporter.cell_started(cell, index, len(cells))
+            pending.add(pool.submit(execute_cell, cell, device))
+        try:
+            while pending:
+                complete, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in complete:
+                    finished(future.result())
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
 
 
 def cell_error_line(record: CellRecord) -> str:

@@ -14,7 +14,8 @@ FAST = ["--budget", "40", "--budget-kind", "steps", "--set", "num_train=256", "-
 @pytest.fixture(scope="module")
 def populated(tmp_path_factory):
     db = tmp_path_factory.mktemp("cli") / "results.db"
-    result = run_cli("run", "--suite", "long-context", "--seeds", "2", "--db", str(db), *FAST)
+    result = run_cli("run", "--suite", "long-context", "-m", "mha", "-m", "sliding_window", "-m", "linear",
+                     "--seeds", "2", "--jobs", "2", "--db", str(db), *FAST)
     assert result.returncode == 0, result.stdout + result.stderr
     return db, result
 
@@ -27,7 +28,8 @@ def test_run_prints_the_plan_and_stores_every_cell(populated):
         run = conn.execute("SELECT profile, command, plan, git_sha, device FROM runs").fetchone()
     assert sorted({r[0] for r in rows}) == ["linear", "mha", "sliding_window"]
     assert all(r[1] == "done" and r[2] == 40 and r[3] == 40 for r in rows)
-    assert run[0] == "smoke" and "long-context" in run[1] and json.loads(run[2])["n_cells"] == 6
+    plan = json.loads(run[2])
+    assert run[0] == "smoke" and "long-context" in run[1] and plan["n_cells"] == 6 and plan["jobs"] == 2
     assert run[4].startswith("cpu")
 
 
@@ -45,7 +47,8 @@ def test_leaderboard_json_lists_every_mechanism(populated):
 
 def test_resume_skips_what_is_done(populated):
     db, _ = populated
-    result = run_cli("run", "--suite", "mqar", "--seeds", "2", "--db", str(db), "--resume", *FAST)
+    result = run_cli("run", "--suite", "mqar", "-m", "mha", "-m", "sliding_window", "-m", "linear", "--seeds", "2",
+                     "--db", str(db), "--resume", *FAST)
     assert result.returncode == 0, result.stderr
     assert "0 done, 0 not done, 6 already done" in result.stdout
 
@@ -63,6 +66,7 @@ def test_resume_skips_what_is_done(populated):
     (["run", "--suite", "mqar", "--set", "vocab_size=16"], "vocab_size"),
     (["run", "--suite", "mqar", "--set", "colour=blue"], "no task setting 'colour'"),
     (["run", "--suite", "mqar", "--hparam", "nonsense=1"], "nonsense"),
+    (["run", "--suite", "mqar", "--jobs", "0"], "--jobs"),
     (["run", "--suite", "mqar", "--db", "sqlite:////proc/no/such/dir/x.db"], "database"),
     (["run", "--suite", "mqar", "--db", "postgresql+nodriver://u@127.0.0.1:1/x"], "database"),
     (["leaderboard", "--format", "yaml"], "yaml"),
