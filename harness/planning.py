@@ -110,7 +110,7 @@ def _mechanisms_for(suite: Any, request: RunRequest, notes: list[str]) -> list[A
     return [m for _, m in sorted(loaded.items()) if m.kind in suite.accepts]
 
 
-def _hparams(mechanism: Any, suite: Any, profile: str, explicit: Mapping[str, Any]) -> dict[str, Any]:
+def cell_hparams(mechanism: Any, suite: Any, profile: str, explicit: Mapping[str, Any]) -> dict[str, Any]:
     """Paper defaults < the suite's overrides < the mechanism's own profile defaults < the user's."""
     base = mechanism.hparams(profile)
     pinned = mechanism.profile_defaults.get(profile, {})
@@ -136,7 +136,7 @@ def plan_run(request: RunRequest, device: str | None = None) -> Plan:
         mechanisms = _mechanisms_for(suite, request, notes)
         seeds = range(request.seeds if request.seeds is not None else suite.default_seeds(profile))
         for mechanism in mechanisms:
-            hparams = _hparams(mechanism, suite, profile, request.hparams)
+            hparams = cell_hparams(mechanism, suite, profile, request.hparams)
             used_mechanisms.append(mechanism.name)
             for task in suite.tasks(profile):
                 if request.task_settings:
