@@ -190,6 +190,48 @@ def check_command(mechanisms: tuple[str, ...], profile: str, hparams: tuple[str,
     return 0 if all(r.passed for r in reports) else 1
 
 
+# ---------------------------------------------------------------- export / import
+
+@cli.command("export")
+@click.argument("out")
+@click.option("--format", "fmt", type=click.Choice(["parquet", "csv", "json"]), default=None,
+              help="Default: from OUT's extension.")
+@click.option("--db", default=None, help="SQLAlchemy URL or SQLite path (default: $ATTNBENCH_DB or results/attnbench.db).")
+def export_command(out: str, fmt: str | None, db: str | None) -> int:
+    """Write every run, cell and metric to one file (a row per cell and metric).
+
+    \b
+    attnbench export results/baseline.parquet
+    attnbench export cells.csv --db sqlite:///other.db
+    """
+    from attnbench.store import Store
+    from attnbench.transfer import export_file
+
+    count = export_file(Store.open(db, create=False), out, fmt)
+    click.echo(f"exported {count} cells to {out}")
+    return 0
+
+
+@cli.command("import")
+@click.argument("source")
+@click.option("--format", "fmt", type=click.Choice(["parquet", "csv", "json"]), default=None,
+              help="Default: from SOURCE's extension.")
+@click.option("--db", default=None, help="SQLAlchemy URL or SQLite path (default: $ATTNBENCH_DB or results/attnbench.db).")
+def import_command(source: str, fmt: str | None, db: str | None) -> int:
+    """Add the runs of an exported file to a database (runs it already holds are skipped).
+
+    \b
+    attnbench import results/baseline.parquet --db sqlite:///baseline.db
+    """
+    from attnbench.store import Store
+    from attnbench.transfer import import_file, read_file
+
+    read_file(source, fmt)  # refuse a bad file before creating or touching a database
+    runs, cells = import_file(Store.open(db), source, fmt)
+    click.echo(f"imported {runs} runs and {cells} cells from {source}")
+    return 0
+
+
 # ---------------------------------------------------------------- leaderboard
 
 @cli.command("leaderboard")
