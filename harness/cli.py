@@ -190,6 +190,40 @@ def check_command(mechanisms: tuple[str, ...], profile: str, hparams: tuple[str,
     return 0 if all(r.passed for r in reports) else 1
 
 
+# ---------------------------------------------------------------- compare
+
+@cli.command("compare")
+@click.option("--baseline", required=True, help="Database URL or path, or an exported .parquet/.csv/.json file.")
+@click.option("--db", default=None, help="The current results (default: $ATTNBENCH_DB or results/attnbench.db).")
+@click.option("--tolerance", type=float, default=0.02, show_default=True,
+              help="Relative change a significant regression must exceed to fail.")
+@click.option("--markdown", "markdown_path", default=None, help="Also write a Markdown summary here (PR comment, CI summary).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def compare_command(baseline: str, db: str | None, tolerance: float, markdown_path: str | None, as_json: bool) -> int:
+    """Compare current results with a baseline; exit 1 only on a significant regression beyond the tolerance.
+
+    \b
+    attnbench compare --baseline results/baseline.parquet
+    attnbench compare --baseline sqlite:///main.db --tolerance 0.05 --markdown "$GITHUB_STEP_SUMMARY"
+    """
+    from attnbench import results
+    from attnbench.compare import as_records, compare, load_source, to_markdown
+    from attnbench.store import Store
+
+    base = load_source(baseline)
+    comparisons = compare(base, results.load(Store.open(db, create=False)), tolerance)
+    if markdown_path:
+        with open(markdown_path, "a", encoding="utf-8") as out:
+            out.write(to_markdown(comparisons, tolerance))
+    if as_json:
+        click.echo(json.dumps(as_records(comparisons), indent=2))
+    else:
+        from attnbench.console import print_comparisons
+
+        print_comparisons(comparisons, tolerance)
+    return 1 if any(c.regression for c in comparisons) else 0
+
+
 # ---------------------------------------------------------------- export / import
 
 @cli.command("export")

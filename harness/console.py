@@ -117,3 +117,19 @@ def print_conformance(reports) -> None:
         for result in report.results:
             table.add_row(result.name, "[green]ok[/]" if result.passed else "[red]fail[/]", result.detail)
         console.print(table)
+
+
+def print_comparisons(comparisons, tolerance: float) -> None:
+    import math
+
+    if not comparisons:
+        console.print("no cell of the current results matches the baseline (suite, mechanism, config, budget)")
+        return
+    table = Table("suite", "mechanism", "task", "metric", "baseline", "current", "Δ", "95% CI of Δ", "seeds", "verdict",
+                  title=f"compare (tolerance {tolerance:.1%})", title_justify="left")
+    for c in comparisons:
+        verdict = "[red]regression[/]" if c.regression else "[green]improvement[/]" if c.improvement else "—"
+        ci = "n/a (1 seed)" if math.isinf(c.ci_low) else f"{c.ci_low:+.4f} … {c.ci_high:+.4f}"
+        table.add_row(c.suite, c.mechanism, c.task, c.metric, f"{c.baseline_mean:.4f}", f"{c.current_mean:.4f}",
+                      f"{c.delta:+.4f}", ci, f"{c.n_baseline}/{c.n_current}", verdict)
+    console.print(table)

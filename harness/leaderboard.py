@@ -51,7 +51,8 @@ class LeaderboardRow:
     rank: int = 0
 
 
-def _latest_per_cell(cells: pd.DataFrame) -> pd.DataFrame:
+def latest_per_cell(cells: pd.DataFrame) -> pd.DataFrame:
+    """A cell that was run again (same config, budget and seed) counts once: its latest result."""
     key = ["config_hash", "budget_kind", "budget_value", "seed"]
     return cells.sort_values("cell_id").drop_duplicates(key, keep="last")
 
@@ -62,7 +63,7 @@ def build(cells: pd.DataFrame, suite: str | None = None) -> list[LeaderboardRow]
         cells = cells[cells["suite"] == suite]
     if cells.empty:
         return []
-    latest = _latest_per_cell(cells)
+    latest = latest_per_cell(cells)
     rows: list[LeaderboardRow] = []
     for table_key, table in latest.groupby(TABLE_KEYS, sort=True):
         table_rows = [_row(table_key, mechanism, group) for mechanism, group in table.groupby("mechanism")]
