@@ -224,6 +224,38 @@ def compare_command(baseline: str, db: str | None, tolerance: float, markdown_pa
     return 1 if any(c.regression for c in comparisons) else 0
 
 
+# ---------------------------------------------------------------- history
+
+@cli.command("history")
+@click.option("--suite", "-s", required=True)
+@click.option("--mechanism", "-m", required=True)
+@click.option("--profile", default=None, help="Default: the profile of the latest cell.")
+@click.option("--budget", type=float, default=None, help="Default: the budget of the latest cell.")
+@click.option("--db", default=None, help="SQLAlchemy URL or SQLite path (default: $ATTNBENCH_DB or results/attnbench.db).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def history_command(suite, mechanism, profile, budget, db, as_json) -> int:
+    """The primary metric over the git history of runs: a sparkline and a point per commit.
+
+    \b
+    attnbench history --suite mqar --mechanism mha
+    """
+    from attnbench import results
+    from attnbench.history import history, sparkline
+    from attnbench.store import Store
+
+    store = Store.open(db, create=False)
+    metric, points, chosen = history(results.load(store), results.load_runs(store), suite, mechanism, profile, budget)
+    if as_json:
+        click.echo(json.dumps({"suite": suite, "mechanism": mechanism, "metric": metric, **chosen,
+                               "points": [{"git_sha": p.git_sha, "dirty": p.dirty, "first_run": str(p.first_run),
+                                           "mean": p.mean, "n_cells": p.n_cells} for p in points]}, indent=2))
+        return 0
+    from attnbench.console import print_history
+
+    print_history(suite, mechanism, metric, chosen, points, sparkline([p.mean for p in points]))
+    return 0
+
+
 # ---------------------------------------------------------------- export / import
 
 @cli.command("export")

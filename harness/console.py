@@ -133,3 +133,14 @@ def print_comparisons(comparisons, tolerance: float) -> None:
         table.add_row(c.suite, c.mechanism, c.task, c.metric, f"{c.baseline_mean:.4f}", f"{c.current_mean:.4f}",
                       f"{c.delta:+.4f}", ci, f"{c.n_baseline}/{c.n_current}", verdict)
     console.print(table)
+
+
+def print_history(suite, mechanism, metric, chosen, points, spark: str) -> None:
+    console.print(f"[bold]{suite} / {mechanism}[/] · {metric} · profile {chosen['profile']} · budget "
+                  f"{chosen['budget_value']:.3g} {chosen['budget_kind']}")
+    console.print(f"  {spark}  ({points[0].mean:.4f} → {points[-1].mean:.4f} over {len(points)} commits)")
+    table = Table("first run", "commit", metric, "cells", title_justify="left")
+    for point in points:
+        commit = point.git_sha[:10] + (" (dirty)" if point.dirty else "")
+        table.add_row(str(point.first_run)[:19], commit, f"{point.mean:.4f}", str(point.n_cells))
+    console.print(table)

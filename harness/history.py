@@ -1,0 +1,61 @@
+"""A mechanism's primary metric over the code's history: one point per git commit the store saw.
+
+Points are per-commit means over the seeds (and tasks) of finished cells at one profile and
+budget, ordered by when the commit was first run, so a step in the line is a change in the code.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from attnbench.errors import ConfigError, UnknownNameError
+from attnbench.leaderboard import latest_per_cell
+
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+@dataclass
+class HistoryPoint:
+    git_sha: str
+    dirty: bool
+    first_run: pd.Timestamp
+    mean: float
+    n_cells: int
+    config_hashes: int
+
+
+def history(cells: pd.DataFrame, runs: pd.DataFrame, suite: str, mechanism: str, profile: str | None = None,
+            budget: float | None = None) -> tuple[str, list[HistoryPoint], dict]:
+    """(metric, points, the profile and budget chosen); the latest profile and budget by default."""
+    chosen = cells[(cells["suite"] == suite) & (cells["mechanism"] == mechanism) & (cells["status"] == "done")]
+    if chosen.empty:
+        known = sorted(set(cells["suite"] + "/" + cells["mechanism"]))
+        raise UnknownNameError(f"no finished cells for suite {suite!r} and mechanism {mechanism!r} in this database"
+                               f" (it has: {', '.join(known) or 'nothing'})")
+    latest = chosen.sort_values("cell_id").iloc[-1]
+    profile = profile or latest["profile"]
+    budget_value = float(budget if budget is not None else latest["budget_value"])
+    chosen = chosen[(chosen["profile"] == profile) & (chosen["budget_value"] == budget_value)]
+    if chosen.empty:
+        raise ConfigError(f"no finished {suite}/{mechanism} cells at profile {profile!r} and budget {budget_value:g}")
+    metric = str(chosen["primary_metric"].iloc[-1])
+    merged = chosen.merge(runs[["run_id", "git_sha", "git_dirty", "started_at"]].rename(
+        columns={"started_at": "run_started"}), on="run_id")
+    merged["git_sha"] = merged["git_sha"].fillna("(no git)")
+    points = []
+    for sha, group in merged.groupby("git_sha", sort=False):
+        group = latest_per_cell(group)
+        points.append(HistoryPoint(sha, bool(group["git_dirty"].fillna(False).any()), group["run_started"].min(),
+                                   float(group[metric].mean()), len(group), int(group["config_hash"].nunique())))
+    points.sort(key=lambda p: p.first_run)
+    return metric, points, {"profile": profile, "budget_value": budget_value,
+                            "budget_kind": str(chosen["budget_kind"].iloc[-1])}
+
+
+def sparkline(values: list[float]) -> str:
+    if not values:
+        return ""
+    low, high = min(values), max(values)
+    span = high - low
+    return "".join(SPARKS[0 if span == 0 else round((v - low) / span * (len(SPARKS) - 1))] for v in values)
