@@ -303,23 +303,33 @@ def import_command(source: str, fmt: str | None, db: str | None) -> int:
 @cli.command("leaderboard")
 @click.option("--suite", "-s", default=None, help="Only this suite.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True)
+@click.option("--html", "html_dir", default=None, metavar="DIR",
+              help="Also render the static, self-contained HTML site into DIR.")
 @click.option("--db", default=None, help="SQLAlchemy URL or SQLite path (default: $ATTNBENCH_DB or results/attnbench.db).")
-def leaderboard_command(suite: str | None, fmt: str, db: str | None) -> int:
+def leaderboard_command(suite: str | None, fmt: str, html_dir: str | None, db: str | None) -> int:
     """Rank mechanisms: primary metric mean and 95% interval over seeds, with costs.
 
     \b
     attnbench leaderboard
     attnbench leaderboard --suite mqar --format json
+    attnbench leaderboard --html site/
     """
     from attnbench import leaderboard, results
     from attnbench.store import Store
 
-    cells = results.load(Store.open(db, create=False))
+    store = Store.open(db, create=False)
+    cells = results.load(store)
     if suite is not None and suite not in set(cells["suite"]):
         from attnbench.registry import SUITES
 
         if suite not in SUITES.names():
             raise UnknownNameError(SUITES.unknown_message(suite))
+    if html_dir:
+        from attnbench.site import render_site
+
+        written = render_site(cells if suite is None else cells[cells["suite"] == suite], results.load_runs(store),
+                              html_dir)
+        click.echo(f"wrote {len(written)} pages to {html_dir} (open {written[0]})", err=True)
     rows = leaderboard.build(cells, suite=suite)
     if fmt == "json":
         click.echo(leaderboard.to_json(rows))

@@ -5,13 +5,15 @@ import os
 
 import pandas as pd
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from attnbench.cell import COST_COLUMNS
 from attnbench.schema import Cell, Metric, Run
-from attnbench.store import Store
+from attnbench.errors import StoreError
+from attnbench.store import Store, one_line
 
 CELL_COLUMNS = [
-    "cell_id", "run_id", "suite", "mechanism", "profile", "task", "config_hash", "budget_kind", "budget_value",
+    "cell_id", "run_id", "suite", "mechanism", "profile", "task", "config_hash", "config", "budget_kind", "budget_value",
     "budget_used", "flops_used", "steps", "seed", "primary_metric", "higher_is_better", "status", "error",
     "wall_seconds", "peak_memory_bytes", "memory_kind", "params", "conformance", *COST_COLUMNS, "started_at",
     "finished_at",
@@ -22,15 +24,23 @@ def _store(db: str | os.PathLike | Store | None) -> Store:
     return db if isinstance(db, Store) else Store.open(db, create=False)
 
 
+def _read(store: Store, *queries):
+    """Run read queries, turning a database that cannot answer them into one clear error."""
+    try:
+        with store.engine.connect() as conn:
+            return [conn.execute(query).all() for query in queries]
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot read results from {store.url}: {one_line(exc)}")
+
+
 def load(db: str | os.PathLike | Store | None = None) -> pd.DataFrame:
     """One row per cell, one column per metric (NaN where a cell has no such metric)."""
     store = _store(db)
     cell_query = select(*(Cell.id.label(c) if c == "cell_id" else getattr(Cell, c) for c in CELL_COLUMNS))
     cell_query = cell_query.order_by(Cell.id)
-    with store.engine.connect() as conn:
-        cells = pd.DataFrame(conn.execute(cell_query).all(), columns=CELL_COLUMNS)
-        metrics = pd.DataFrame(conn.execute(select(Metric.cell_id, Metric.name, Metric.value)).all(),
-                               columns=["cell_id", "name", "value"])
+    cell_rows, metric_rows = _read(store, cell_query, select(Metric.cell_id, Metric.name, Metric.value))
+    cells = pd.DataFrame(cell_rows, columns=CELL_COLUMNS)
+    metrics = pd.DataFrame(metric_rows, columns=["cell_id", "name", "value"])
     if metrics.empty:
         return cells
     wide = metrics.pivot(index="cell_id", columns="name", values="value")
@@ -44,8 +54,7 @@ def load_metrics(db: str | os.PathLike | Store | None = None) -> pd.DataFrame:
     query = select(Cell.id.label("cell_id"), Cell.suite, Cell.mechanism, Cell.profile, Cell.task, Cell.config_hash,
                    Cell.budget_kind, Cell.budget_value, Cell.seed, Cell.status, Metric.name, Metric.value)
     query = query.join(Metric, Metric.cell_id == Cell.id).order_by(Cell.id, Metric.name)
-    with store.engine.connect() as conn:
-        rows = conn.execute(query).all()
+    (rows,) = _read(store, query)
     return pd.DataFrame(rows, columns=["cell_id", "suite", "mechanism", "profile", "task", "config_hash",
                                        "budget_kind", "budget_value", "seed", "status", "metric", "value"])
 
@@ -55,6 +64,5 @@ def load_runs(db: str | os.PathLike | Store | None = None) -> pd.DataFrame:
     store = _store(db)
     columns = ["id", "uid", "started_at", "finished_at", "status", "command", "profile", "git_sha", "git_dirty",
                "host", "device", "python_version", "torch_version", "attnbench_version"]
-    with store.engine.connect() as conn:
-        rows = conn.execute(select(*(getattr(Run, c) for c in columns)).order_by(Run.id)).all()
+    (rows,) = _read(store, select(*(getattr(Run, c) for c in columns)).order_by(Run.id))
     return pd.DataFrame(rows, columns=["run_id" if c == "id" else c for c in columns])

@@ -72,7 +72,7 @@ class Store:
         try:
             engine = create_engine(url, connect_args={"timeout": 30} if is_sqlite else {})
         except (SQLAlchemyError, ImportError, ValueError) as exc:
-            raise StoreError(f"cannot open database {url!r}: {_one_line(exc)}")
+            raise StoreError(f"cannot open database {url!r}: {one_line(exc)}")
         if is_sqlite:
             event.listen(engine, "connect", _sqlite_pragmas)
         store = cls(engine, url)
@@ -99,7 +99,7 @@ class Store:
                     if Meta.__tablename__ not in tables:
                         conn.execute(Meta.__table__.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
         except SQLAlchemyError as exc:
-            raise StoreError(f"cannot open database {self.url}: {_one_line(exc)}")
+            raise StoreError(f"cannot open database {self.url}: {one_line(exc)}")
 
     def start_run(self, provenance: dict[str, Any], profile: str, plan: dict[str, Any]) -> int:
         run = Run(uid=str(uuid.uuid4()), started_at=utcnow(), status="running", profile=profile, plan=plan,
@@ -157,6 +157,6 @@ def _finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
     text = str(getattr(exc, "orig", None) or exc)
     return text.strip().splitlines()[0] if text.strip() else type(exc).__name__

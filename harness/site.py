@@ -1,0 +1,138 @@
+"""The published leaderboard: a static, self-contained HTML site rendered from the store.
+
+No CDN and no external asset: styles, the table-sorting script and the plots (inline SVG) are
+in each page, so the folder opens offline and can be published as it is. Everything that comes
+from a plug-in or the database goes through Jinja2's autoescaping.
+"""
+from __future__ import annotations
+
+import math
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from attnbench import leaderboard
+from attnbench.leaderboard import LeaderboardRow, latest_per_cell
+
+PLOT_WIDTH, PLOT_HEIGHT, MARGIN = 560, 320, 48
+
+
+@dataclass
+class Point:
+    x: float
+    y: float
+    label: str
+    frontier: bool = False
+    px: float = 0.0
+    py: float = 0.0
+
+
+def pareto(points: list[Point], higher_is_better: bool) -> list[Point]:
+    """Mark the points no other point beats on both cost (lower) and quality."""
+    for p in points:
+        p.frontier = not any(
+            (q.x <= p.x and (q.y >= p.y if higher_is_better else q.y <= p.y)) and (q.x < p.x or q.y != p.y)
+            for q in points if q is not p)
+    return sorted((p for p in points if p.frontier), key=lambda p: p.x)
+
+
+def scatter(rows: list[LeaderboardRow], cost: str, cost_label: str) -> dict[str, Any] | None:
+    """An SVG-ready quality-vs-cost plot (log-scaled cost), or None when there is nothing to plot."""
+    points = [Point(getattr(r, cost), r.mean, r.mechanism) for r in rows
+              if not math.isnan(r.mean) and getattr(r, cost) == getattr(r, cost) and getattr(r, cost) > 0]
+    if len(points) < 2:
+        return None
+    frontier = pareto(points, rows[0].higher_is_better)
+    xs = [math.log10(p.x) for p in points]
+    ys = [p.y for p in points]
+    x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
+    y0, y1 = min(ys), max(ys) if max(ys) > min(ys) else min(ys) + 1
+    for p, lx in zip(points, xs):
+        p.px = MARGIN + (lx - x0) / (x1 - x0) * (PLOT_WIDTH - 2 * MARGIN)
+        p.py = PLOT_HEIGHT - MARGIN - (p.y - y0) / (y1 - y0) * (PLOT_HEIGHT - 2 * MARGIN)
+    return {"points": points, "frontier": " ".join(f"{p.px:.1f},{p.py:.1f}" for p in frontier),
+            "cost_label": cost_label, "metric": rows[0].metric, "width": PLOT_WIDTH, "height": PLOT_HEIGHT,
+            "margin": MARGIN, "x_min": 10 ** x0, "x_max": 10 ** x1, "y_min": y0, "y_max": y1}
+
+
+def reproduce_command(cell: pd.Series, config: dict[str, Any], n_seeds: int) -> str:
+    """The `attnbench run` line that recomputes this cell's row, every setting spelled out."""
+    parts = ["attnbench", "run", "--suite", cell["suite"], "-m", cell["mechanism"], "--profile", cell["profile"],
+             "--budget", f"{cell['budget_value']:g}", "--budget-kind", cell["budget_kind"], "--seeds", str(n_seeds)]
+    for key, value in sorted(config.get("hparams", {}).items()):
+        parts += ["--hparam", f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}"]
+    return shlex.join(parts)
+
+
+def provenance_rows(cells: pd.DataFrame, runs: pd.DataFrame) -> list[dict[str, Any]]:
+    merged = cells.merge(runs, on="run_id", suffixes=("", "_run"))
+    found = []
+    for _, run in merged.drop_duplicates("run_id").iterrows():
+        found.append({"run": run["run_id"], "date": str(run["started_at_run"])[:19],
+                      "git": (run["git_sha"] or "not a git checkout")[:12] + (" (dirty)" if run["git_dirty"] else ""),
+                      "device": run["device"], "versions": f"python {run['python_version']}, torch "
+                      f"{run['torch_version']}, attnbench {run['attnbench_version']}", "host": run["host"]})
+    return found
+
+
+def overview(rows: list[LeaderboardRow]) -> list[dict[str, Any]]:
+    """Mechanisms across every table: mean rank and how many tables they are ranked in."""
+    by_mechanism: dict[str, list[int]] = {}
+    for row in rows:
+        if row.rank:
+            by_mechanism.setdefault(row.mechanism, []).append(row.rank)
+    ranked = [{"mechanism": m, "mean_rank": sum(r) / len(r), "tables": len(r), "wins": r.count(1)}
+              for m, r in by_mechanism.items()]
+    return sorted(ranked, key=lambda item: (item["mean_rank"], -item["tables"], item["mechanism"]))
+
+
+def environment() -> Environment:
+    env = Environment(loader=PackageLoader("attnbench", "templates"), autoescape=select_autoescape(["html", "j2"]),
+                      trim_blocks=True, lstrip_blocks=True)
+    env.filters["si"] = leaderboard._si
+    env.filters["bytes"] = leaderboard._bytes
+    env.filters["num"] = lambda v, digits=4: "—" if v is None or v != v else f"{v:.{digits}f}"
+    return env
+
+
+def slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in text).strip("-") or "suite"
+
+
+def render_site(cells: pd.DataFrame, runs: pd.DataFrame, out: str | Path) -> list[Path]:
+    """Write index.html and one page per suite into `out`; returns the files written."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    env = environment()
+    rows = leaderboard.build(cells)
+    latest = latest_per_cell(cells)
+    suites = sorted({r.suite for r in rows})
+    pages = {suite: f"suite-{slug(suite)}.html" for suite in suites}
+    written = []
+    for suite in suites:
+        tables = []
+        for key, table_rows in leaderboard.tables([r for r in rows if r.suite == suite]).items():
+            entries = []
+            for row in table_rows:
+                group = latest[(latest["suite"] == row.suite) & (latest["mechanism"] == row.mechanism)
+                               & (latest["profile"] == row.profile) & (latest["budget_value"] == row.budget_value)]
+                head = group.sort_values("cell_id").iloc[-1]
+                config = head.get("config") if isinstance(head.get("config"), dict) else {}
+                entries.append({"row": row, "command": reproduce_command(head, config, row.n_seeds),
+                                "provenance": provenance_rows(group, runs)})
+            plots = [p for p in (scatter(table_rows, "flops", "training FLOPs"),
+                                 scatter(table_rows, "kv_cache_bytes", "KV cache kept (bytes per layer)")) if p]
+            tables.append({"title": leaderboard.title(key), "columns": leaderboard.columns(table_rows),
+                           "entries": entries, "plots": plots})
+        path = out / pages[suite]
+        path.write_text(env.get_template("suite.html.j2").render(suite=suite, tables=tables, pages=pages),
+                        encoding="utf-8")
+        written.append(path)
+    index = out / "index.html"
+    index.write_text(env.get_template("index.html.j2").render(
+        overview=overview(rows), pages=pages, n_cells=len(cells), n_runs=len(runs)), encoding="utf-8")
+    return [index, *written]
