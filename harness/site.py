@@ -59,6 +59,28 @@ def scatter(rows: list[LeaderboardRow], cost: str, cost_label: str) -> dict[str,
             "margin": MARGIN, "x_min": 10 ** x0, "x_max": 10 ** x1, "y_min": y0, "y_max": y1}
 
 
+def history_plots(cells: pd.DataFrame, runs: pd.DataFrame, suite: str) -> list[dict[str, Any]]:
+    """Per mechanism with results at more than one commit: the primary metric per commit, as an SVG line."""
+    from attnbench.history import history
+
+    plots = []
+    for mechanism in sorted(set(cells.loc[(cells["suite"] == suite) & (cells["status"] == "done"), "mechanism"])):
+        metric, points, chosen = history(cells, runs, suite, mechanism)
+        if len(points) < 2:
+            continue
+        values = [p.mean for p in points]
+        low, high = min(values), max(values) if max(values) > min(values) else min(values) + 1
+        width, height = PLOT_WIDTH, 160
+        coords = [(MARGIN + i / (len(points) - 1) * (width - 2 * MARGIN),
+                   height - 24 - (v - low) / (high - low) * (height - 48)) for i, v in enumerate(values)]
+        plots.append({"mechanism": mechanism, "metric": metric, "width": width, "height": height,
+                      "line": " ".join(f"{x:.1f},{y:.1f}" for x, y in coords),
+                      "points": [{"x": x, "y": y, "sha": p.git_sha[:10], "mean": p.mean}
+                                 for (x, y), p in zip(coords, points)],
+                      "profile": chosen["profile"], "budget": f"{chosen['budget_value']:.3g} {chosen['budget_kind']}"})
+    return plots
+
+
 def reproduce_command(cell: pd.Series, config: dict[str, Any], n_seeds: int) -> str:
     """The `attnbench run` line that recomputes this cell's row, every setting spelled out."""
     parts = ["attnbench", "run", "--suite", cell["suite"], "-m", cell["mechanism"], "--profile", cell["profile"],
@@ -129,7 +151,8 @@ def render_site(cells: pd.DataFrame, runs: pd.DataFrame, out: str | Path) -> lis
             tables.append({"title": leaderboard.title(key), "columns": leaderboard.columns(table_rows),
                            "entries": entries, "plots": plots})
         path = out / pages[suite]
-        path.write_text(env.get_template("suite.html.j2").render(suite=suite, tables=tables, pages=pages),
+        path.write_text(env.get_template("suite.html.j2").render(
+            suite=suite, tables=tables, pages=pages, history=history_plots(cells, runs, suite)),
                         encoding="utf-8")
         written.append(path)
     index = out / "index.html"

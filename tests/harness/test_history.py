@@ -39,3 +39,11 @@ def test_history_command(tmp_path):
     populate(tmp_path / "h.db")
     result = run_cli("history", "--suite", "mqar", "--mechanism", "mha", "--db", str(tmp_path / "h.db"))
     assert result.returncode == 0 and "▅█▁" in result.stdout and "bbbbbbbbbb" in result.stdout
+
+
+def test_site_draws_the_history_line(tmp_path):
+    from attnbench.site import render_site
+
+    store = populate(tmp_path / "h.db")
+    suite_page = render_site(results.load(store), results.load_runs(store), tmp_path / "site")[1].read_text()
+    assert "<h2>History</h2>" in suite_page and suite_page.count("<title>aaaaaaaaaa") == 1
