@@ -16,6 +16,9 @@ from attnbench.errors import AttnbenchError, UnknownNameError
 
 EXIT_BAD_INPUT = 2
 
+db_option = click.option("--db", default=None,
+                         help="SQLAlchemy URL or SQLite path (default: $ATTNBENCH_DB or results/attnbench.db).")
+
 
 def _fail(message: str) -> None:
     click.echo(f"attnbench: error: {message}", err=True)
@@ -106,7 +109,7 @@ def _parse_assignments(values: tuple[str, ...], option: str) -> dict:
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="Change a task setting of the suite, e.g. seq_len=64 for MQAR (repeatable).")
 @click.option("--device", default=None, help="cpu or cuda[:N] (default: cuda when available).")
-@click.option("--db", default=None, help="SQLAlchemy URL or SQLite path (default: $ATTNBENCH_DB or results/attnbench.db).")
+@db_option
 @click.option("--resume", is_flag=True, help="Skip cells already done with the same config, budget and seed.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
               help="Cells run at once, each in its own worker process (CPU threads are shared out).")
@@ -231,7 +234,7 @@ def compare_command(baseline: str, db: str | None, tolerance: float, markdown_pa
 @click.option("--mechanism", "-m", required=True)
 @click.option("--profile", default=None, help="Default: the profile of the latest cell.")
 @click.option("--budget", type=float, default=None, help="Default: the budget of the latest cell.")
-@click.option("--db", default=None, help="SQLAlchemy URL or SQLite path (default: $ATTNBENCH_DB or results/attnbench.db).")
+@db_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def history_command(suite, mechanism, profile, budget, db, as_json) -> int:
     """The primary metric over the git history of runs: a sparkline and a point per commit.
@@ -262,7 +265,7 @@ def history_command(suite, mechanism, profile, budget, db, as_json) -> int:
 @click.argument("out")
 @click.option("--format", "fmt", type=click.Choice(["parquet", "csv", "json"]), default=None,
               help="Default: from OUT's extension.")
-@click.option("--db", default=None, help="SQLAlchemy URL or SQLite path (default: $ATTNBENCH_DB or results/attnbench.db).")
+@db_option
 def export_command(out: str, fmt: str | None, db: str | None) -> int:
     """Write every run, cell and metric to one file (a row per cell and metric).
 
@@ -282,7 +285,7 @@ def export_command(out: str, fmt: str | None, db: str | None) -> int:
 @click.argument("source")
 @click.option("--format", "fmt", type=click.Choice(["parquet", "csv", "json"]), default=None,
               help="Default: from SOURCE's extension.")
-@click.option("--db", default=None, help="SQLAlchemy URL or SQLite path (default: $ATTNBENCH_DB or results/attnbench.db).")
+@db_option
 def import_command(source: str, fmt: str | None, db: str | None) -> int:
     """Add the runs of an exported file to a database (runs it already holds are skipped).
 
@@ -305,7 +308,7 @@ def import_command(source: str, fmt: str | None, db: str | None) -> int:
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True)
 @click.option("--html", "html_dir", default=None, metavar="DIR",
               help="Also render the static, self-contained HTML site into DIR.")
-@click.option("--db", default=None, help="SQLAlchemy URL or SQLite path (default: $ATTNBENCH_DB or results/attnbench.db).")
+@db_option
 def leaderboard_command(suite: str | None, fmt: str, html_dir: str | None, db: str | None) -> int:
     """Rank mechanisms: primary metric mean and 95% interval over seeds, with costs.
 
