@@ -111,8 +111,9 @@ def _parse_assignments(values: tuple[str, ...], option: str) -> dict:
 @click.option("--device", default=None, help="cpu or cuda[:N] (default: cuda when available).")
 @db_option
 @click.option("--resume", is_flag=True, help="Skip cells already done with the same config, budget and seed.")
-@click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Cells run at once, each in its own worker process (CPU threads are shared out).")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
+              help="Cells run at once, each in its own worker process with its share of the CPU threads "
+                   "(default: one per CPU core on the CPU, 1 on a GPU).")
 @click.option("--allow-nonconforming", is_flag=True,
               help="Run mechanisms that fail `attnbench check` anyway; the failure is recorded on each cell.")
 def run_command(suite, mechanisms, seeds, budget, budget_kind, profile, hparams, settings, device, db,
@@ -126,7 +127,7 @@ def run_command(suite, mechanisms, seeds, budget, budget_kind, profile, hparams,
     attnbench run --suite mqar -m mha --set seq_len=64 --set num_kv_pairs=8
     attnbench run --suite long-context --jobs 2
     """
-    from attnbench.planning import RunRequest, plan_run
+    from attnbench.planning import RunRequest, default_jobs, plan_run
     from attnbench.store import Store
 
     request = RunRequest(suite=suite, mechanisms=tuple(mechanisms), seeds=seeds, budget_value=budget,
@@ -144,7 +145,8 @@ def run_command(suite, mechanisms, seeds, budget, budget_kind, profile, hparams,
     reporter = RichReporter()
     try:
         with reporter:
-            summary = run_plan(plan, store, resume=resume, reporter=reporter, jobs=jobs)
+            summary = run_plan(plan, store, resume=resume, reporter=reporter,
+                               jobs=jobs or default_jobs(plan.device))
     except KeyboardInterrupt:
         click.echo("interrupted: finished cells are stored; rerun the same command with --resume to finish",
                    err=True)

@@ -89,6 +89,13 @@ def check_device(device: str) -> str:
     return device
 
 
+def default_jobs(device: str) -> int:
+    """Cells at once: one per core on the CPU (each worker gets one thread), one on a GPU."""
+    import os
+
+    return 1 if device.startswith("cuda") else max(1, os.cpu_count() or 1)
+
+
 def default_profile(device: str, suite_or_group: str) -> str:
     if suite_or_group == "smoke":
         return "smoke"

@@ -7,7 +7,7 @@ import pytest
 
 from attnbench import leaderboard, results
 from attnbench.errors import ConfigError, UnknownNameError
-from attnbench.planning import RunRequest, default_profile, groups, plan_run
+from attnbench.planning import RunRequest, default_jobs, default_profile, groups, plan_run
 from attnbench.registry import SUITES
 from attnbench.runner import run_plan
 from attnbench.store import Store
@@ -39,6 +39,12 @@ def test_groups_include_declared_and_all(echo):
     found = groups()
     assert "echo" in found["testgroup"] and "echo" in found["all"] and found["long-context"] == ["mqar"]
     assert {c.suite for c in plan_run(RunRequest("testgroup", ("mha",), seeds=1), device="cpu").cells} == {"echo"}
+
+
+def test_default_jobs_use_every_core_on_cpu_and_one_gpu():
+    import os
+
+    assert default_jobs("cpu") == (os.cpu_count() or 1) and default_jobs("cuda:0") == 1
 
 
 def test_profile_defaults_to_paper_on_gpu():
