@@ -1,0 +1,37 @@
+"""Every built-in mechanism passes `attnbench check`, with its own defaults and as MQAR smoke runs it."""
+from __future__ import annotations
+
+import pytest
+
+from attnbench.planning import cell_hparams
+from attnbench.registry import MECHANISMS, SUITES
+from attnbench.testing import assert_conforms
+
+BUILTINS = sorted(name for name, claims in MECHANISMS.entries().items() if claims[0].distribution == "attnbench")
+
+
+def test_the_catalogue_is_registered():
+    assert {"mha", "sliding_window", "linear", "gqa", "mla", "moba", "dma", "moh", "gaam", "rcmha", "lightning",
+            "nsa", "landmark", "cca", "hcam", "titans_mac", "allmem"} <= set(BUILTINS)
+
+
+@pytest.mark.parametrize("name", BUILTINS)
+def test_conforms_with_smoke_defaults(name):
+    assert_conforms(name)
+
+
+@pytest.mark.parametrize("name", BUILTINS)
+def test_conforms_as_mqar_smoke_runs_it(name):
+    spec = MECHANISMS.get(name)
+    assert_conforms(spec, hparams=cell_hparams(spec, SUITES.get("mqar"), "smoke", {}))
+
+
+@pytest.mark.parametrize("name", BUILTINS)
+def test_paper_defaults_build_and_declare_costs(name):
+    spec = MECHANISMS.get(name)
+    hparams = spec.hparams("paper")
+    flops = spec.flops(1, 128, 256, causal=True, **hparams)
+    assert flops.total > 0 and flops.attention > 0
+    assert spec.cache is not None, f"{name} declares no cache costs"
+    cost = spec.cache(128, 256, **hparams)
+    assert min(cost.kv_stored, cost.kv_read_per_token, cost.state) >= 0 and cost.kv_read_per_token + cost.state > 0
