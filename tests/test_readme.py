@@ -36,6 +36,7 @@ def test_ci_runs_exactly_the_readme_test_command():
 def test_readme_setup_runs_long_context_smoke_then_leaderboard():
     setup = next(b.strip() for b in readme_blocks() if "attnbench run --suite long-context --profile smoke" in b)
     assert setup.endswith("attnbench leaderboard") and "pip install torch==2.13.0" in setup
+    assert "-m mha -m sliding_window -m linear" in setup
 
 
 @pytest.mark.parametrize("line", attnbench_lines())
