@@ -15,11 +15,11 @@ import time
 import torch
 
 from attnbench.budget import Budget
+from attnbench.lm import LMConfig, MixerLM, lm_loss, training_step_flops
 from attnbench.registry import MECHANISMS
-from attnbench.suites.mqar.model import LMConfig, MixerLM, training_step_flops
 from attnbench.suites.mqar.suite import SMOKE_TASKS
-from attnbench.suites.mqar.train import EpochSampler, lm_loss, make_data
-from attnbench.training import train_under_budget
+from attnbench.suites.mqar.train import EpochSampler, make_data
+from attnbench.training import adamw, train_under_budget
 
 
 def setup(mechanism: str):
@@ -30,7 +30,7 @@ def setup(mechanism: str):
     config = LMConfig(task.vocab_size, task.seq_len, task.d_model, task.n_layers, task.mlp)
     torch.manual_seed(0)
     model = MixerLM(config, spec, hparams)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=task.learning_rates[0], weight_decay=task.weight_decay)
+    optimizer = adamw(model, task.learning_rates[0], task.weight_decay)
     sampler = EpochSampler(train_x, train_y, task.batch_size, 0)
     return task, model, optimizer, sampler, training_step_flops(config, spec, hparams, task.batch_size)
 

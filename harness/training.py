@@ -32,6 +32,12 @@ class TrainResult:
         return self.losses[-1][1] if self.losses else math.nan
 
 
+def adamw(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW with the fused update (one kernel for all parameters): on a small CPU model the per-parameter
+    update loop is a tenth of the step."""
+    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, fused=True)
+
+
 def warmup_cosine(step: int, planned: int | None, warmup_fraction: float = 0.1, max_warmup: int = 100) -> float:
     """LR multiplier: linear warm-up, then cosine decay to zero over the planned steps (flat if unknown)."""
     warmup = min(max_warmup, max(1, int(warmup_fraction * (planned or 10 * max_warmup))))

@@ -117,7 +117,7 @@ class MQARSuite(Suite):
     def default_budget(self, profile: str, task: Task) -> Budget:
         """What dense attention spends training `epochs_for_default_budget` epochs of this task."""
         from attnbench.mechanisms.mha import SPEC as MHA
-        from attnbench.suites.mqar.model import LMConfig, training_step_flops
+        from attnbench.lm import LMConfig, training_step_flops
 
         spec = MQARTask.from_config(dict(task.config))
         config = LMConfig(spec.vocab_size, spec.seq_len, spec.d_model, spec.n_layers, spec.mlp)

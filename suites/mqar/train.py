@@ -4,19 +4,16 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from attnbench.budget import Budget
 from attnbench.cell import CellOutcome
+from attnbench.lm import IGNORE_INDEX, LMConfig, MixerLM, forward_flops, layer_costs, lm_loss, training_step_flops
 from attnbench.mechanism import MechanismSpec
 from attnbench.suite import CellContext
 from attnbench.suites.mqar.data import multiquery_ar
 from attnbench.suites.mqar.metrics import accuracy
-from attnbench.suites.mqar.model import LMConfig, MixerLM, forward_flops, training_step_flops
 from attnbench.suites.mqar.suite import TEST_SEED_OFFSET, MQARTask
-from attnbench.training import train_under_budget
-
-IGNORE_INDEX = -100
+from attnbench.training import adamw, train_under_budget
 
 
 class EpochSampler:
@@ -39,10 +36,6 @@ class EpochSampler:
         return self.inputs[index], self.labels[index]
 
 
-def lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)
-
-
 @torch.no_grad()
 def predict(model: MixerLM, inputs: torch.Tensor, batch_size: int) -> torch.Tensor:
     model.eval()
@@ -57,18 +50,6 @@ def make_data(task: MQARTask, seed: int, device: torch.device) -> tuple[torch.Te
     return tuple(t.to(device) for t in (*train, *test))
 
 
-def layer_costs(task: MQARTask, mechanism: MechanismSpec, hparams: dict[str, Any]) -> dict[str, float]:
-    """One mechanism layer on one sequence of the task: forward FLOPs by part and decode memory (float32)."""
-    flops = mechanism.flops(1, task.seq_len, task.d_model, causal=True, **hparams)
-    costs = {"flops_attention": flops.attention, "flops_selection": flops.selection,
-             "flops_projections": flops.projections}
-    if mechanism.cache is not None:
-        cache = mechanism.cache(task.seq_len, task.d_model, bytes_per_element=4, **hparams)
-        costs.update(kv_cache_bytes=cache.kv_stored, kv_read_bytes_per_token=cache.kv_read_per_token,
-                     state_bytes=cache.state)
-    return costs
-
-
 def train_and_evaluate(task: MQARTask, mechanism: MechanismSpec, hparams: dict[str, Any], budget: Budget,
                        seed: int, ctx: CellContext) -> CellOutcome:
     device = torch.device(ctx.device)
@@ -79,7 +60,7 @@ def train_and_evaluate(task: MQARTask, mechanism: MechanismSpec, hparams: dict[s
     for index, lr in enumerate(task.learning_rates):
         torch.manual_seed(seed)  # every learning rate starts from the same weights
         model = MixerLM(config, mechanism, hparams).to(device)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=task.weight_decay)
+        optimizer = adamw(model, lr, task.weight_decay)
         result = train_under_budget(
             model, EpochSampler(train_x, train_y, task.batch_size, seed), lm_loss, optimizer, budget,
             flops_per_step=step_flops, tokens_per_step=task.batch_size * task.seq_len,
@@ -94,7 +75,7 @@ def train_and_evaluate(task: MQARTask, mechanism: MechanismSpec, hparams: dict[s
     metrics.update({f"accuracy@lr={t['lr']:.3g}": t["accuracy"] for t in trials})
     return CellOutcome(
         metrics=metrics,
-        costs=layer_costs(task, mechanism, hparams),
+        costs=layer_costs(mechanism, hparams, task.seq_len, task.d_model),
         budget_used=best["meter"].used(),
         flops=best["meter"].flops,
         steps=best["meter"].steps,
