@@ -19,10 +19,15 @@ arrival and nothing after t is read; earlier densities are not re-evaluated unde
 span the whole sequence and this is the official module. The factor prod_i (2 pi c_i^2)^(-1/2) is
 the same for every token and cancels in the normalisation. A one-token prefix has variance eps.
 
-FLOPs (exact: FlopCounterMode counts matmuls only): the one matmul sums the G Gaussians' exponents
-y_i^2 / (2 c_i^2), 2 B L D G; statistics, exp and normalisation are elementwise (uncounted, like
-the softmax of `mha`). O(L D G) time; decoding keeps no KV cache, only per channel the running
-mean, sum of squared deviations and normaliser.
+The sum of the G Gaussians' exponents sum_i y_i^2 / (2 c_i^2) is a quadratic in x - mean, so it is
+computed in closed form from three per-head constants of the parameters: O(L D) time, whatever G.
+
+FLOPs: 0, exactly what FlopCounterMode counts. GAAM has no projection and no matmul; its statistics,
+densities and normalisation are elementwise, which the FLOP convention leaves uncounted (as it does
+the softmax of `mha`). Under a FLOP budget its model pays only for the backbone around it (the LM
+head), so it trains for more steps than attention; its real cost shows in wall time and in the
+scaling benchmark. Decoding keeps no KV cache, only per channel the running mean, sum of squared
+deviations and normaliser.
 """
 from __future__ import annotations
 
@@ -38,15 +43,15 @@ MAX_EXPONENT = 80.0  # exp(-80) is a normal number in float32 and bfloat16
 
 
 def running_statistics(x: torch.Tensor, causal: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and unbiased variance (+ EPS) along the last axis of x (..., L): of each prefix when
-    causal, else of the whole sequence once ((..., 1)). A prefix of one token has variance EPS."""
-    count = torch.arange(1, x.shape[-1] + 1, device=x.device, dtype=x.dtype)
-    total, total_sq = x.cumsum(-1), x.square().cumsum(-1)
+    """Mean and reciprocal of (unbiased variance + EPS) along the sequence of x (B, L, D): of each prefix
+    when causal, else of the whole sequence once ((B, 1, D)). A prefix of one token has variance EPS."""
+    count = torch.arange(1, x.shape[1] + 1, device=x.device, dtype=x.dtype)[:, None]
+    total, total_sq = x.cumsum(1), x.square().cumsum(1)
     if not causal:
-        count, total, total_sq = count[-1:], total[..., -1:], total_sq[..., -1:]
-    mean = total / count
-    var = (total_sq - count * mean.square()).clamp_min(0) / (count - 1).clamp_min(1)
-    return mean, var + EPS
+        count, total, total_sq = count[-1:], total[:, -1:], total_sq[:, -1:]
+    mean = total * count.reciprocal()
+    var = (total_sq - count * mean.square()).clamp_min(0) * (count - 1).clamp_min(1).reciprocal()
+    return mean, (var + EPS).reciprocal()
 
 
 class GaussianAdaptiveAttention(nn.Module):
@@ -60,17 +65,22 @@ class GaussianAdaptiveAttention(nn.Module):
         self.scale = nn.Parameter(torch.randn(num_heads, num_gaussians).exp())  # c_i, as the official init
 
     def mixture(self, x: torch.Tensor) -> torch.Tensor:
-        """prod_i g_i of every token under the running (causal) or whole-sequence statistics, (D, B, L),
+        """prod_i g_i of every token under the running (causal) or whole-sequence statistics, (B, L, D),
         without the factor prod_i (2 pi c_i^2)^(-1/2), which is the same for every token and cancels."""
-        x = x.permute(2, 0, 1)  # (D, B, L): the sequences of each feature channel
         # Statistics and densities are shift-invariant; shifting by the first token (in every prefix)
         # keeps the running sums of squares well conditioned.
-        x = x - x[..., :1]
-        mean, var = running_statistics(x, self.causal)
-        delta = self.mean_offset.repeat_interleave(self.head_dim, dim=0)  # (D, G): each channel's head
-        c2 = self.scale.repeat_interleave(self.head_dim, dim=0).square()
-        y = ((x - mean)[..., None] - delta[:, None, None]) / var.sqrt()[..., None]  # (D, B, L, G)
-        exponent = (y.square().flatten(1, 2) @ (0.5 / c2)[..., None]).view(x.shape)  # sum_i y_i^2 / (2 c_i^2)
+        x = x - x[:, :1]
+        mean, inv_var = running_statistics(x, self.causal)
+        # sum_i (u - e_i)^2 w_i with u = (x - mean)/s, e_i = delta_i/s, w_i = 1/(2 c_i^2), summed in closed
+        # form: W (u - mu/s)^2 + V/s^2 with W = sum w_i, mu = sum w_i delta_i / W and V = sum w_i delta_i^2 - W mu^2
+        # >= 0 (Cauchy-Schwarz). Both terms are non-negative, so no cancellation, and the work is O(B L D),
+        # not O(B L D G): no (B, L, D, G) tensor is ever built.
+        w = 0.5 / self.scale.square()  # (H, G)
+        total = w.sum(-1)
+        mu = (w * self.mean_offset).sum(-1) / total
+        spread = ((w * self.mean_offset.square()).sum(-1) - total * mu.square()).clamp_min(0)
+        total, mu, spread = (t.repeat_interleave(self.head_dim) for t in (total, mu, spread))  # (D,): per channel
+        exponent = (total * ((x - mean) - mu).square() + spread) * inv_var
         # Where the official code lets a far outlier's density underflow to 0 (and divides by its eps
         # clamp), the cap keeps every density positive, so a lone or all-outlier prefix stays defined.
         return torch.exp(-exponent.clamp_max(MAX_EXPONENT))
@@ -78,14 +88,16 @@ class GaussianAdaptiveAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         g = self.mixture(x)
         # Causal: a token's weight is fixed on arrival, normalised over itself and the past.
-        normaliser = g.cumsum(-1) if self.causal else g.sum(-1, keepdim=True)
-        return x * (g / normaliser).permute(1, 2, 0)
+        normaliser = g.cumsum(1) if self.causal else g.sum(1, keepdim=True)
+        return x * g * normaliser.reciprocal()
 
 
 def flops(batch: int, seq_len: int, dim: int, num_heads: int = 4, num_gaussians: int = 5, causal: bool = True,
           **_: object) -> FlopBreakdown:
     check_heads(dim, num_heads)
-    return FlopBreakdown(attention=2 * batch * seq_len * dim * num_gaussians)
+    if num_gaussians < 1:
+        raise ConfigError(f"num_gaussians={num_gaussians} must be >= 1")
+    return FlopBreakdown()
 
 
 def cache(seq_len: int, dim: int, bytes_per_element: int = 2, **_: object) -> CacheCost:
