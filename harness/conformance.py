@@ -8,7 +8,7 @@ batch 1 and lengths that are no multiple of any block size.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 
@@ -141,14 +141,21 @@ def _flops(spec, dim, hparams, causal, seed) -> CheckResult:
         module(_inputs(batch, length, dim, seed))
     measured = counter.get_total_flops()
     declared = spec.flops(batch, length, dim, causal=causal, **hparams)
+    return flops_verdict(spec, declared.total, measured)
+
+
+
+def flops_verdict(spec, declared: int, measured: int) -> CheckResult:
+    """Dense mechanisms must declare exactly what FlopCounterMode measures; sparse ones declare their
+    effective work, reported beside the dense reference's."""
     if spec.flops_exact:
-        if declared.total != measured:
-            return CheckResult("flops", False, f"declared {declared.total:,} but FlopCounterMode measured {measured:,}")
+        if declared != measured:
+            return CheckResult("flops", False, f"declared {declared:,} but FlopCounterMode measured {measured:,}")
         return CheckResult("flops", True, f"declared = measured = {measured:,}")
-    if declared.total <= 0:
-        return CheckResult("flops", False, f"declared effective FLOPs {declared.total} must be positive")
-    return CheckResult("flops", True, f"effective {declared.total:,} vs dense reference {measured:,} "
-                                      f"(ratio {declared.total / max(measured, 1):.3f})")
+    if declared <= 0:
+        return CheckResult("flops", False, f"declared effective FLOPs {declared} must be positive")
+    return CheckResult("flops", True, f"effective {declared:,} vs dense reference {measured:,} "
+                                      f"(ratio {declared / max(measured, 1):.3f})")
 
 
 def _cache(spec, dim, hparams) -> CheckResult:
@@ -165,6 +172,10 @@ def check_mechanism(spec: MechanismSpec, hparams: Mapping[str, Any] | None = Non
                     profile: str | None = "smoke", seed: int = 0) -> ConformanceReport:
     """Run every check; a check that raises fails with the exception as its detail."""
     params = dict(hparams) if hparams is not None else spec.hparams(profile)
+    if spec.kind == "pretrained":
+        from attnbench.conformance_pretrained import HIDDEN, pretrained_checks
+
+        return _run_checks(ConformanceReport(spec.name, params, HIDDEN), pretrained_checks(spec, params, seed))
     width = dim or check_width(params)
     report = ConformanceReport(spec.name, params, width)
     causal = spec.supports_causal
@@ -180,6 +191,10 @@ def check_mechanism(spec: MechanismSpec, hparams: Mapping[str, Any] | None = Non
     ]
     if causal and spec.supports_bidirectional:
         checks.append(("bidirectional", lambda: _shapes(spec, width, params, False, seed)))
+    return _run_checks(report, checks)
+
+
+def _run_checks(report: ConformanceReport, checks: list[tuple[str, Callable[[], CheckResult]]]) -> ConformanceReport:
     for name, run in checks:
         try:
             result = run()
