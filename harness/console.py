@@ -6,6 +6,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from attnbench.cell import CellRecord, CellSpec
 
@@ -98,14 +99,49 @@ def print_summary(summary, db_url: str) -> None:
     console.print(f"[bold]run {summary.run_id}[/]: {line}. Results in {db_url}; see `attnbench leaderboard`.")
 
 
-def print_leaderboard(rows) -> None:
-    from attnbench.leaderboard import to_rich_tables
+def print_leaderboard(rows, grids=()) -> None:
+    """One table per suite, profile and budget, each followed by its length x depth grids, if any."""
+    from attnbench.grid import for_table
+    from attnbench.leaderboard import tables, to_rich_tables
 
     if not rows:
         console.print("no finished results yet; run `attnbench run --suite long-context` first")
         return
-    for table in to_rich_tables(rows):
+    for key, table in zip(tables(rows), to_rich_tables(rows)):
         console.print(table)
+        table_grids = for_table(list(grids), key)
+        if table_grids:
+            print_grids(table_grids)
+
+
+def print_grids(grids) -> None:
+    """Score by context length (columns) and needle depth (rows), one small table per mechanism, side by side
+    where the terminal is wide enough."""
+    from rich.columns import Columns
+    from rich.console import Group
+
+    console.print(Text("length x depth: score (0-100), mean over finished cells; rows depth %, columns "
+                       "length in tokens", style="bold"))
+    # Text, not markup: a mechanism name comes from a plug-in and may hold square brackets.
+    console.print(Columns([Group(Text(g.mechanism, style="italic"), grid_table(g)) for g in grids], padding=(0, 3)))
+
+
+def grid_table(grid) -> Table:
+    """Cells are padded to their column's width by hand, so that the colour fills each cell and the grid reads
+    as one block."""
+    from attnbench.grid import colour, show
+
+    table = Table(box=None, padding=0, show_edge=False)
+    table.add_column("D% \\ L", justify="right", style="bold")
+    table.add_column("", width=1)  # rich drops trailing spaces, so the gap after the depths is a column
+    widths = [max(len(str(length)), 3) + 2 for length in grid.lengths]
+    for length, width in zip(grid.lengths, widths):
+        table.add_column(str(length).rjust(width - 1) + " ", justify="right")
+    for depth, row in zip(grid.depths, grid.rows()):
+        cells = [Text(show(v).rjust(width - 1) + " ", style="black on rgb({},{},{})".format(*colour(v)))
+                 for v, width in zip(row, widths)]
+        table.add_row(f"{depth:g}", "", *cells)
+    return table
 
 
 def print_conformance(reports) -> None:

@@ -135,13 +135,18 @@ def columns(rows: list[LeaderboardRow]) -> list[str]:
 
 def cells_of(row: LeaderboardRow) -> list[str]:
     """A row as display strings, shared by the terminal and Markdown renderings."""
-    ci = "—" if math.isnan(row.ci_low) else f"{row.ci_low:.3f}–{row.ci_high:.3f}"
+    ci = "—" if math.isnan(row.ci_low) else f"{_score(row.ci_low, 3)}–{_score(row.ci_high, 3)}"
     return [
-        str(row.rank) if row.rank else "—", row.mechanism, "—" if math.isnan(row.mean) else f"{row.mean:.4f}",
+        str(row.rank) if row.rank else "—", row.mechanism, "—" if math.isnan(row.mean) else _score(row.mean, 4),
         ci, str(row.n_seeds), _si(row.flops), _si(row.params), _bytes(row.kv_cache_bytes),
         _bytes(row.kv_read_bytes_per_token), _bytes(row.state_bytes), "—" if math.isnan(row.wall_seconds) else f"{row.wall_seconds:.1f}", _bytes(row.peak_memory_bytes),
         str(row.failed),
     ]
+
+
+def _score(value: float, decimals: int) -> str:
+    """Fractions (accuracy) keep their decimals; scores on a 0-100 scale (RULER) show two."""
+    return f"{value:.{min(decimals, 2) if abs(value) >= 10 else decimals}f}"
 
 
 def _si(value: float) -> str:

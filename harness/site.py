@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from attnbench import leaderboard
+from attnbench import grid, leaderboard
 from attnbench.leaderboard import LeaderboardRow, latest_per_cell
 
 PLOT_WIDTH, PLOT_HEIGHT, MARGIN = 560, 320, 48
@@ -81,6 +81,31 @@ def history_plots(cells: pd.DataFrame, runs: pd.DataFrame, suite: str) -> list[d
     return plots
 
 
+HEAT_CELL_W, HEAT_CELL_H, HEAT_LEFT, HEAT_BOTTOM = 56, 28, 64, 76
+
+
+def heatmap(g: grid.Grid) -> dict[str, Any]:
+    """An SVG-ready length x depth heat map: a coloured cell per point with its value and a tooltip, axis
+    labels, and a 0-100 colour legend under the grid."""
+    lengths, depths = g.lengths, g.depths
+    grid_w, grid_h = len(lengths) * HEAT_CELL_W, len(depths) * HEAT_CELL_H
+    top = max(8, (96 - grid_h) // 2)  # room for the rotated depth label beside a short grid
+    content_w = max(grid_w, 150)  # the legend and the length label need this much under a narrow grid
+    cells = []
+    for row, (depth, scores) in enumerate(zip(depths, g.rows())):
+        for column, (length, score) in enumerate(zip(lengths, scores)):
+            cells.append({"x": HEAT_LEFT + column * HEAT_CELL_W, "y": top + row * HEAT_CELL_H,
+                          "fill": grid.hex_colour(score), "text": grid.show(score),
+                          "title": f"{g.mechanism} · {length} tokens · depth {depth:g}% · "
+                                   + ("no result" if math.isnan(score) else f"score {score:.1f}")})
+    return {"mechanism": g.mechanism, "n_cells": g.n_cells, "cells": cells, "cell_w": HEAT_CELL_W,
+            "cell_h": HEAT_CELL_H, "left": HEAT_LEFT, "top": top, "grid_w": grid_w, "grid_h": grid_h,
+            "content_w": content_w, "width": HEAT_LEFT + content_w + 12, "height": top + grid_h + HEAT_BOTTOM,
+            "lengths": [{"x": HEAT_LEFT + (i + 0.5) * HEAT_CELL_W, "label": str(v)} for i, v in enumerate(lengths)],
+            "depths": [{"y": top + (i + 0.5) * HEAT_CELL_H, "label": f"{v:g}"} for i, v in enumerate(depths)],
+            "stops": [(stop, grid.hex_colour(stop)) for stop in (0, 50, 100)]}
+
+
 def reproduce_command(cell: pd.Series, config: dict[str, Any], n_seeds: int) -> str:
     """The `attnbench run` line that recomputes this cell's row, every setting spelled out."""
     parts = ["attnbench", "run", "--suite", cell["suite"], "-m", cell["mechanism"], "--profile", cell["profile"],
@@ -132,6 +157,7 @@ def render_site(cells: pd.DataFrame, runs: pd.DataFrame, out: str | Path) -> lis
     env = environment()
     rows = leaderboard.build(cells)
     latest = latest_per_cell(cells)
+    all_grids = grid.grids(cells)
     suites = sorted({r.suite for r in rows})
     pages = {suite: f"suite-{slug(suite)}.html" for suite in suites}
     written = []
@@ -149,7 +175,8 @@ def render_site(cells: pd.DataFrame, runs: pd.DataFrame, out: str | Path) -> lis
             plots = [p for p in (scatter(table_rows, "flops", "training FLOPs"),
                                  scatter(table_rows, "kv_cache_bytes", "KV cache kept (bytes per layer)")) if p]
             tables.append({"title": leaderboard.title(key), "columns": leaderboard.columns(table_rows),
-                           "entries": entries, "plots": plots})
+                           "entries": entries, "plots": plots,
+                           "heatmaps": [heatmap(g) for g in grid.for_table(all_grids, key)]})
         path = out / pages[suite]
         path.write_text(env.get_template("suite.html.j2").render(
             suite=suite, tables=tables, pages=pages, history=history_plots(cells, runs, suite)),

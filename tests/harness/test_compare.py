@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import math
 
-import pytest
 
 from attnbench import results
 from attnbench.budget import Budget

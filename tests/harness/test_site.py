@@ -4,30 +4,12 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
-from attnbench import results
-from attnbench.budget import Budget
-from attnbench.cell import CellOutcome, CellRecord, CellSpec
-from attnbench.leaderboard import LeaderboardRow
+from attnbench import grid, results
 from attnbench.site import Point, pareto, render_site
-from attnbench.store import Store
 from tests.conftest import run_cli
-from tests.harness.test_store import PROVENANCE
+from tests.harness.site_data import NEEDLE_DEPTHS, NEEDLE_LENGTHS, needle_mean, populate, populate_needle
 
 EVIL = '<script>alert("x")</script>'
-
-
-def populate(path) -> Store:
-    store = Store.open(path)
-    run = store.start_run({**PROVENANCE, "device": f"cpu {EVIL}"}, "smoke", {})
-    for mechanism, flops, kv, scores in (("mha", 4e9, 8192, [0.9, 0.95]), ("linear", 3e9, 0, [0.4, 0.5]),
-                                         (EVIL, 5e9, 4096, [0.2, 0.3])):
-        for seed, score in enumerate(scores):
-            spec = CellSpec("mqar", mechanism, "smoke", "t", {}, {"num_heads": 1}, Budget("flops", 1e9), seed,
-                            primary_metric="accuracy")
-            outcome = CellOutcome({"accuracy": score}, 1e9, flops, 10, 100, costs={"kv_cache_bytes": kv})
-            store.write_cell(run, CellRecord(spec, "done", outcome))
-    store.finish_run(run, "done")
-    return store
 
 
 class Collector(HTMLParser):
@@ -43,7 +25,7 @@ class Collector(HTMLParser):
 
 
 def test_site_is_self_contained_and_escaped(tmp_path):
-    store = populate(tmp_path / "r.db")
+    store = populate(tmp_path / "r.db", EVIL)
     written = render_site(results.load(store), results.load_runs(store), tmp_path / "site")
     assert [p.name for p in written] == ["index.html", "suite-mqar.html"]
     for page in written:
@@ -67,7 +49,67 @@ def test_pareto_front():
 
 
 def test_leaderboard_html_option(tmp_path):
-    populate(tmp_path / "r.db")
+    populate(tmp_path / "r.db", EVIL)
     result = run_cli("leaderboard", "--db", str(tmp_path / "r.db"), "--html", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out" / "index.html").exists() and "wrote 2 pages" in result.stderr
+
+
+class HeatMaps(HTMLParser):
+    """Per heat map (an `svg.heat`): its label and its cells as (shown value, fill, tooltip)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maps: list[dict] = []
+        self.cell: dict | None = None
+        self.into: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "svg" and attrs.get("class") == "heat":
+            self.maps.append({"label": attrs["aria-label"], "cells": []})
+        elif tag == "g" and attrs.get("class") == "cell":
+            self.cell = {"text": "", "title": ""}
+        elif tag == "rect" and self.cell is not None:
+            self.cell["fill"] = attrs["fill"]
+        elif tag in ("text", "title") and self.cell is not None:
+            self.into = tag
+
+    def handle_data(self, data):
+        if self.into and self.cell is not None:
+            self.cell["text" if self.into == "text" else "title"] += data
+
+    def handle_endtag(self, tag):
+        if tag in ("text", "title"):
+            self.into = None
+        elif tag == "g" and self.cell is not None:
+            self.maps[-1]["cells"].append(self.cell)
+            self.cell = None
+
+
+def test_needle_page_has_a_heat_map_per_mechanism(tmp_path):
+    populate(tmp_path / "r.db", EVIL)
+    store = populate_needle(tmp_path / "r.db", EVIL)
+    written = render_site(results.load(store), results.load_runs(store), tmp_path / "site")
+    assert [p.name for p in written] == ["index.html", "suite-mqar.html", "suite-needle.html"]
+    assert "Length x depth" not in written[1].read_text()
+    html = written[2].read_text()
+    assert "Length x depth" in html and EVIL not in html and "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in html
+    parser = HeatMaps()
+    parser.feed(html)
+    assert [m["label"] for m in parser.maps] == [f"{name}: score by context length and needle depth"
+                                                 for name in ("dense", "streaming", EVIL)]
+    for heat, mechanism in zip(parser.maps, ("dense", "streaming", EVIL)):
+        cells = heat["cells"]
+        assert len(cells) == len(NEEDLE_LENGTHS) * len(NEEDLE_DEPTHS)
+        points = [(length, depth) for depth in NEEDLE_DEPTHS for length in NEEDLE_LENGTHS]  # row by row
+        for cell, (length, depth) in zip(cells, points):
+            assert cell["title"].startswith(f"{mechanism} · {length} tokens · depth {depth:g}% · ")
+            if mechanism == EVIL and (length, depth) == (512, 100):
+                assert cell["text"] == "—" and cell["title"].endswith("no result")
+            else:
+                mean = needle_mean(mechanism, length, depth)
+                assert cell["text"] == f"{mean:.0f}" and cell["title"].endswith(f"score {mean:.1f}")
+                assert cell["fill"] == grid.hex_colour(mean)
+    assert "context length (tokens)" in html and "needle depth (%)" in html
+    assert html.count('<stop offset="') == 3 * 3  # a 0-50-100 legend per heat map
