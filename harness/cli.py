@@ -108,6 +108,8 @@ def _parse_assignments(values: tuple[str, ...], option: str) -> dict:
               help="Set a hyper-parameter on every selected mechanism that has it (repeatable).")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="Change a task setting of the suite, e.g. seq_len=64 for MQAR (repeatable).")
+@click.option("--model", default=None, metavar="PATH_OR_ID",
+              help="A Hugging Face checkpoint (local folder or cached hub id) for pretrained mechanisms.")
 @click.option("--device", default=None, help="cpu or cuda[:N] (default: cuda when available).")
 @db_option
 @click.option("--resume", is_flag=True, help="Skip cells already done with the same config, budget and seed.")
@@ -116,7 +118,7 @@ def _parse_assignments(values: tuple[str, ...], option: str) -> dict:
                    "(default: one per CPU core on the CPU, 1 on a GPU).")
 @click.option("--allow-nonconforming", is_flag=True,
               help="Run mechanisms that fail `attnbench check` anyway; the failure is recorded on each cell.")
-def run_command(suite, mechanisms, seeds, budget, budget_kind, profile, hparams, settings, device, db,
+def run_command(suite, mechanisms, seeds, budget, budget_kind, profile, hparams, settings, model, device, db,
                 resume, jobs, allow_nonconforming) -> int:
     """Run a suite (or group) over mechanisms and seeds under a fixed budget.
 
@@ -126,13 +128,14 @@ def run_command(suite, mechanisms, seeds, budget, budget_kind, profile, hparams,
     attnbench run --suite mqar --budget 500 --budget-kind steps --hparam num_heads=2
     attnbench run --suite mqar -m mha --set seq_len=64 --set num_kv_pairs=8
     attnbench run --suite long-context --jobs 2
+    attnbench run --suite needle -m dense -m streaming --model ./tiny-llama
     """
     from attnbench.planning import RunRequest, default_jobs, plan_run
     from attnbench.store import Store
 
     request = RunRequest(suite=suite, mechanisms=tuple(mechanisms), seeds=seeds, budget_value=budget,
                          budget_kind=budget_kind, profile=profile, hparams=_parse_assignments(hparams, "--hparam"),
-                         task_settings=_parse_assignments(settings, "--set"), resume=resume)
+                         task_settings=_parse_assignments(settings, "--set"), resume=resume, model=model)
     plan = plan_run(request, device=device)
     from attnbench.conformance import screen_plan
 
@@ -314,12 +317,14 @@ def import_command(source: str, fmt: str | None, db: str | None) -> int:
 def leaderboard_command(suite: str | None, fmt: str, html_dir: str | None, db: str | None) -> int:
     """Rank mechanisms: primary metric mean and 95% interval over seeds, with costs.
 
+    Suites that score over context lengths and depths (needle) also get a length x depth grid per mechanism.
+
     \b
     attnbench leaderboard
     attnbench leaderboard --suite mqar --format json
     attnbench leaderboard --html site/
     """
-    from attnbench import leaderboard, results
+    from attnbench import grid, leaderboard, results
     from attnbench.store import Store
 
     store = Store.open(db, create=False)
@@ -336,12 +341,13 @@ def leaderboard_command(suite: str | None, fmt: str, html_dir: str | None, db: s
                               html_dir)
         click.echo(f"wrote {len(written)} pages to {html_dir} (open {written[0]})", err=True)
     rows = leaderboard.build(cells, suite=suite)
+    grids = grid.grids(cells, suite=suite)
     if fmt == "json":
-        click.echo(leaderboard.to_json(rows))
+        click.echo(grid.leaderboard_json(rows, grids))
     elif fmt == "markdown":
-        click.echo(leaderboard.to_markdown(rows))
+        click.echo(grid.leaderboard_markdown(rows, grids))
     else:
         from attnbench.console import print_leaderboard
 
-        print_leaderboard(rows)
+        print_leaderboard(rows, grids)
     return 0

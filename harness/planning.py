@@ -23,6 +23,7 @@ class RunRequest:
     hparams: Mapping[str, Any] = field(default_factory=dict)
     task_settings: Mapping[str, Any] = field(default_factory=dict)
     resume: bool = False
+    model: str | None = None  # a pretrained checkpoint, for suites that take `pretrained` mechanisms
 
 
 @dataclass
@@ -126,6 +127,19 @@ def cell_hparams(mechanism: Any, suite: Any, profile: str, explicit: Mapping[str
     return mechanism.hparams(profile, {**suite_set, **user_set})
 
 
+def _settings_for(suite: Any, profile: str, settings: Mapping[str, Any], in_group: bool,
+                  notes: list[str]) -> dict[str, Any]:
+    """The `--set` values a suite takes. In a group a setting may belong to only some of its suites (the
+    others say so in a note); planning checks that every setting belongs to at least one."""
+    if not in_group:
+        return dict(settings)
+    known = suite.settings(profile)
+    ignored = sorted(set(settings) - known)
+    if ignored:
+        notes.append(f"{suite.name} has no setting {', '.join(ignored)}; it runs without")
+    return {k: v for k, v in settings.items() if k in known}
+
+
 def plan_run(request: RunRequest, device: str | None = None) -> Plan:
     device = check_device(device) if device else default_device()
     profile = request.profile or default_profile(device, request.suite)
@@ -136,19 +150,39 @@ def plan_run(request: RunRequest, device: str | None = None) -> Plan:
     suites = resolve_suites(request.suite)
     for suite in suites:
         suite.check_profile(profile)
+    if len(suites) > 1:
+        orphans = sorted(set(request.task_settings) - set().union(*(s.settings(profile) for s in suites)))
+        if orphans:
+            raise ConfigError(f"--set {orphans[0]}: no suite of {request.suite!r} has such a task setting "
+                              f"({', '.join(s.name for s in suites)})")
     notes: list[str] = []
     cells: list[CellSpec] = []
     used_mechanisms: list[str] = []
     for suite in suites:
         mechanisms = _mechanisms_for(suite, request, notes)
         seeds = range(request.seeds if request.seeds is not None else suite.default_seeds(profile))
+        tasks = suite.tasks(profile)
+        settings = _settings_for(suite, profile, request.task_settings, len(suites) > 1, notes)
+        if request.model is not None:
+            if "pretrained" in suite.accepts:
+                settings["model"] = request.model
+            else:
+                notes.append(f"{suite.name} ignores --model: it trains its models from scratch")
+        if settings:
+            tasks = [suite.configure(task, settings) for task in tasks]
         for mechanism in mechanisms:
             hparams = cell_hparams(mechanism, suite, profile, request.hparams)
-            used_mechanisms.append(mechanism.name)
-            for task in suite.tasks(profile):
-                if request.task_settings:
-                    task = suite.configure(task, request.task_settings)
-                budget = budget_override or suite.default_budget(profile, task)
+            paired = []
+            for task in tasks:
+                ok, note = suite.pairs_with(task, mechanism)
+                if ok:
+                    paired.append(task)
+                elif note and note not in notes:
+                    notes.append(note)
+            if paired:
+                used_mechanisms.append(mechanism.name)
+            for task in paired:
+                budget = suite.budget_for(profile, task, budget_override)
                 for seed in seeds:
                     cells.append(CellSpec(suite.name, mechanism.name, profile, task.label, dict(task.config),
                                           hparams, budget, seed, suite.version,
@@ -156,6 +190,9 @@ def plan_run(request: RunRequest, device: str | None = None) -> Plan:
     unused = [k for k in request.hparams if not any(k in c.hparams for c in cells)]
     if unused:
         raise ConfigError(f"--hparam {', '.join(unused)}: no selected mechanism has such a hyper-parameter")
+    if request.model is not None and not any("pretrained" in s.accepts for s in suites):
+        raise ConfigError(f"--model {request.model!r}: no selected suite runs pretrained models "
+                          f"({', '.join(s.name for s in suites)} train from scratch)")
     if not cells:
         raise ConfigError(f"nothing to run for suite {request.suite!r}: no registered mechanism of a kind it accepts"
                           + (f" ({'; '.join(notes)})" if notes else ""))

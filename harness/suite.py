@@ -53,6 +53,14 @@ class Suite(ABC):
     def default_budget(self, profile: str, task: Task) -> Budget:
         """The budget a cell of this task gets when the user names none."""
 
+    def budget_for(self, profile: str, task: Task, override: Budget | None) -> Budget:
+        """The budget of a cell: the user's (`--budget`) or this suite's default for the task."""
+        return override or self.default_budget(profile, task)
+
+    def settings(self, profile: str) -> set[str]:
+        """Names `--set` may change: by default, the keys of this profile's task configurations."""
+        return {key for task in self.tasks(profile) for key in task.config}
+
     def configure(self, task: Task, overrides: Mapping[str, Any]) -> Task:
         """The task with some settings changed by the user (`--set KEY=VALUE`), validated."""
         unknown = sorted(set(overrides) - set(task.config))
@@ -65,6 +73,11 @@ class Suite(ABC):
     def make_task(self, config: Mapping[str, Any], label: str) -> Task:
         """A task from its configuration; suites override this to validate it and to relabel."""
         return Task(label, dict(config))
+
+    def pairs_with(self, task: Task, mechanism: Any) -> tuple[bool, str | None]:
+        """Whether `mechanism` runs on `task`, and a note for the user when it is left out for a reason
+        they can fix (a suite whose tasks differ by mechanism kind, e.g. trained vs pretrained)."""
+        return True, None
 
     def default_seeds(self, profile: str) -> int:
         return 3

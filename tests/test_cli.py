@@ -9,27 +9,29 @@ import pytest
 from tests.conftest import run_cli
 
 FAST = ["--budget", "40", "--budget-kind", "steps", "--set", "num_train=256", "--set", "num_test=64"]
+FAST_NEEDLE = ["--set", "lengths=[128]", "--set", "depths=[0,100]", "--set", "samples_per_point=2"]
 
 
 @pytest.fixture(scope="module")
 def populated(tmp_path_factory):
     db = tmp_path_factory.mktemp("cli") / "results.db"
     result = run_cli("run", "--suite", "long-context", "-m", "mha", "-m", "sliding_window", "-m", "linear",
-                     "--seeds", "2", "--jobs", "2", "--db", str(db), *FAST)
+                     "--seeds", "2", "--jobs", "2", "--db", str(db), *FAST, *FAST_NEEDLE)
     assert result.returncode == 0, result.stdout + result.stderr
     return db, result
 
 
 def test_run_prints_the_plan_and_stores_every_cell(populated):
     db, result = populated
-    assert "profile smoke" in result.stdout and "cells 6" in result.stdout
+    assert "profile smoke" in result.stdout and "cells 12" in result.stdout
     with sqlite3.connect(db) as conn:
-        rows = conn.execute("SELECT mechanism, status, steps, budget_used FROM cells").fetchall()
+        rows = conn.execute("SELECT mechanism, status, steps, budget_used, suite FROM cells").fetchall()
         run = conn.execute("SELECT profile, command, plan, git_sha, device FROM runs").fetchone()
     assert sorted({r[0] for r in rows}) == ["linear", "mha", "sliding_window"]
     assert all(r[1] == "done" and r[2] == 40 and r[3] == 40 for r in rows)
     plan = json.loads(run[2])
-    assert run[0] == "smoke" and "long-context" in run[1] and plan["n_cells"] == 6 and plan["jobs"] == 2
+    assert sorted({r[4] for r in rows}) == ["mqar", "needle"]
+    assert run[0] == "smoke" and "long-context" in run[1] and plan["n_cells"] == 12 and plan["jobs"] == 2
     assert run[4].startswith("cpu")
 
 
@@ -39,8 +41,13 @@ def test_leaderboard_json_lists_every_mechanism(populated):
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
     assert {r["mechanism"] for r in rows} == {"mha", "sliding_window", "linear"}
-    assert all(r["suite"] == "mqar" and r["metric"] == "accuracy" and r["n_seeds"] == 2 for r in rows)
-    assert all(0 <= r["mean"] <= 1 and r["flops"] > 0 and r["params"] > 0 for r in rows)
+    mqar = [r for r in rows if r["suite"] == "mqar"]
+    needle = [r for r in rows if r["suite"] == "needle"]
+    assert len(mqar) == len(needle) == 3
+    assert all(r["metric"] == "accuracy" and r["n_seeds"] == 2 and 0 <= r["mean"] <= 1 for r in mqar)
+    assert all(r["metric"] == "score" and r["n_seeds"] == 2 and 0 <= r["mean"] <= 100 for r in needle)
+    assert all(r["flops"] > 0 and r["params"] > 0 for r in rows)
+    assert all(r["grid"]["lengths"] == [128] and r["grid"]["depths"] == [0, 100] for r in needle)
     table = run_cli("leaderboard", "--db", str(db))
     assert table.returncode == 0 and "mqar" in table.stdout and "sliding_window" in table.stdout
 

@@ -1,4 +1,11 @@
-"""Needle-in-a-haystack (RULER's NIAH tasks): the generator (`data`) and RULER's scoring (`metrics`)."""
-from attnbench.suites.needle.metrics import string_match_all, string_match_part
+"""Needle in a haystack (RULER NIAH): values hidden at a depth of a long context, read back.
 
-__all__ = ["string_match_all", "string_match_part"]
+The generator (`data`), RULER's scoring (`metrics`) and the suite with its from-scratch and
+pretrained modes (`suite`). Importing this package stays torch-free.
+"""
+from attnbench.suites.needle.metrics import string_match_all, string_match_part
+from attnbench.suites.needle.suite import NeedleSuite
+
+SUITE = NeedleSuite()
+
+__all__ = ["SUITE", "NeedleSuite", "string_match_all", "string_match_part"]
