@@ -89,7 +89,9 @@ class GaussianAdaptiveAttention(nn.Module):
         g = self.mixture(x)
         # Causal: a token's weight is fixed on arrival, normalised over itself and the past.
         normaliser = g.cumsum(1) if self.causal else g.sum(1, keepdim=True)
-        return x * g * normaliser.reciprocal()
+        # A division, not x * g * (1 / normaliser): the normaliser may be as small as exp(-80), whose
+        # reciprocal squared (in the backward pass) overflows float32.
+        return x * (g / normaliser)
 
 
 def flops(batch: int, seq_len: int, dim: int, num_heads: int = 4, num_gaussians: int = 5, causal: bool = True,

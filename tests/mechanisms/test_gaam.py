@@ -162,3 +162,17 @@ def test_conforms_as_mqar_smoke_runs_it_with_one_head():
     hparams = cell_hparams(gaam.SPEC, SUITES.get("mqar"), "smoke", {})
     assert hparams == {"num_heads": 1, "num_gaussians": 5}
     assert_conforms(gaam.SPEC, hparams=hparams)
+
+
+def test_gradients_stay_finite_when_the_first_density_is_capped():
+    """Once an offset leaves zero, a one-token prefix (variance EPS) has its density at the exp(-80) cap,
+    so the normaliser at t = 0 is ~1e-35; the backward pass must not square its reciprocal (MQAR
+    training went NaN at step 25 when it did)."""
+    module = gaam.build(64, causal=True, num_heads=1, num_gaussians=5)
+    with torch.no_grad():
+        module.mean_offset.fill_(-1e-3)
+    x = torch.randn(4, 32, 64, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    assert module.mixture(x.detach())[:, 0].max() < 1e-30  # the cap, as in training
+    module(x).square().sum().backward()
+    assert torch.isfinite(x.grad).all()
+    assert all(torch.isfinite(p.grad).all() for p in module.parameters())
