@@ -176,6 +176,12 @@ def check_mechanism(spec: MechanismSpec, hparams: Mapping[str, Any] | None = Non
         from attnbench.conformance_pretrained import HIDDEN, pretrained_checks
 
         return _run_checks(ConformanceReport(spec.name, params, HIDDEN), pretrained_checks(spec, params, seed))
+    if spec.kind == "feature_map":
+        from attnbench.conformance_feature_map import CHANNELS, feature_map_checks
+
+        channels = (dim,) if dim else CHANNELS
+        return _run_checks(ConformanceReport(spec.name, params, max(channels)),
+                           feature_map_checks(spec, params, channels, seed))
     width = dim or check_width(params)
     report = ConformanceReport(spec.name, params, width)
     causal = spec.supports_causal

@@ -9,12 +9,13 @@ from attnbench.testing import assert_conforms
 
 BUILTINS = sorted(name for name, claims in MECHANISMS.entries().items() if claims[0].distribution == "attnbench")
 SEQUENCE = [name for name in BUILTINS if MECHANISMS.get(name).kind == "sequence"]
-ELEMENTWISE_ONLY = {"gaam"}  # no matmul at all: 0 FLOPs under FlopCounterMode's convention (see its docstring)
+ELEMENTWISE_ONLY = {"gaam", "none"}  # no matmul at all: 0 FLOPs under FlopCounterMode's convention (see its docstring)
 
 
 def test_the_catalogue_is_registered():
     assert {"mha", "sliding_window", "linear", "gqa", "mla", "moba", "dma", "moh", "gaam", "rcmha", "lightning",
-            "nsa", "landmark", "cca", "hcam", "titans_mac", "allmem"} <= set(BUILTINS)
+            "nsa", "landmark", "cca", "hcam", "titans_mac", "allmem",
+            "none", "se", "cbam", "coord", "bmta"} <= set(BUILTINS)
 
 
 @pytest.mark.parametrize("name", BUILTINS)
@@ -32,6 +33,12 @@ def test_conforms_as_mqar_smoke_runs_it(name):
 def test_paper_defaults_build_and_declare_costs(name):
     spec = MECHANISMS.get(name)
     hparams = spec.hparams("paper")
+    if spec.kind == "feature_map":  # (batch, channels, height, width); no cache: a CNN block keeps nothing
+        flops = spec.flops(1, 256, 16, 16, **hparams)
+        assert spec.cache is None and spec.build(256, **hparams) is not None
+        expected_zero = name in ELEMENTWISE_ONLY
+        assert (flops.total == 0) if expected_zero else (flops.total == flops.attention > 0)
+        return
     if spec.kind == "pretrained":  # (batch, length, heads, head width); cache: (length, kv heads, head width)
         flops, cost_args = spec.flops(1, 128, 8, 32, causal=True, **hparams), (128, 8, 32)
     else:
