@@ -23,3 +23,8 @@ class PluginLoadError(AttnbenchError):
 
 class StoreError(AttnbenchError):
     """A database that cannot be opened or has an incompatible schema."""
+
+
+class SkipCell(AttnbenchError):
+    """Raised by a suite's `run_cell` when the cell cannot run here (no model given, no data on this machine):
+    the runner stores the cell as `skipped` with this reason rather than `failed`."""
