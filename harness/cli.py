@@ -95,14 +95,34 @@ def _parse_assignments(values: tuple[str, ...], option: str) -> dict:
     return parsed
 
 
+def _memory_limit(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    from attnbench.isolation import parse_bytes
+
+    try:
+        return None if value is None else parse_bytes(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param)
+
+
+def _resume_command() -> str:
+    """This command line with --resume: what finishes an interrupted run."""
+    import shlex
+
+    args = sys.argv[1:]
+    if not args or args[0] != "run":
+        return "the same `attnbench run` command with --resume"
+    return shlex.join(["attnbench", *args, *([] if "--resume" in args else ["--resume"])])
+
+
 @cli.command("run")
-@click.option("--suite", "-s", "suite", required=True, help="A suite or a group (long-context, smoke, all).")
+@click.option("--suite", "-s", "suite", default=None,
+              help="A suite or a group (long-context, smoke, all); required here or in --config.")
 @click.option("--mechanism", "-m", "mechanisms", multiple=True,
               help="Mechanism to run (repeatable); default: every registered one the suite accepts.")
 @click.option("--seeds", type=int, default=None, help="Seeds 0..N-1 per cell (default: the suite's).")
 @click.option("--budget", "budget", default=None, help="Budget per cell, e.g. 2e11 (default: the suite's).")
-@click.option("--budget-kind", type=click.Choice(["flops", "steps", "seconds", "tokens"]), default="flops",
-              show_default=True)
+@click.option("--budget-kind", type=click.Choice(["flops", "steps", "seconds", "tokens"]), default=None,
+              help="[default: flops]")
 @click.option("--profile", default=None, help="smoke, paper, ... (default: smoke without a GPU, paper with one).")
 @click.option("--hparam", "hparams", multiple=True, metavar="KEY=VALUE",
               help="Set a hyper-parameter on every selected mechanism that has it (repeatable).")
@@ -118,8 +138,23 @@ def _parse_assignments(values: tuple[str, ...], option: str) -> dict:
                    "(default: one per CPU core on the CPU, 1 on a GPU).")
 @click.option("--allow-nonconforming", is_flag=True,
               help="Run mechanisms that fail `attnbench check` anyway; the failure is recorded on each cell.")
+@click.option("--isolate", is_flag=True,
+              help="Run every cell in a fresh process of its own: a segfault, hang or out-of-memory is recorded "
+                   "as that cell's result and the others go on.")
+@click.option("--cell-timeout", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
+              help="Kill a cell that runs longer and record it as `timeout` (implies --isolate).")
+@click.option("--memory-limit", callback=_memory_limit, default=None, metavar="BYTES",
+              help="Memory per cell, e.g. 4G: address space (RLIMIT_AS) on the CPU, the share of the GPU's memory "
+                   "on CUDA; a cell that needs more is recorded as `oom` (implies --isolate).")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where cells run: worker processes here, or tasks on a Ray cluster.")
+@click.option("--address", default=None, help="The Ray cluster to join (default: start a local instance).")
+@click.option("--config", "config_path", default=None, metavar="FILE.toml",
+              help="Run options from a TOML file; options on the command line win.")
+@click.option("--dry-run", is_flag=True, help="Plan and print the cells, check the mechanisms, run and store nothing.")
 def run_command(suite, mechanisms, seeds, budget, budget_kind, profile, hparams, settings, model, device, db,
-                resume, jobs, allow_nonconforming) -> int:
+                resume, jobs, allow_nonconforming, isolate, cell_timeout, memory_limit, executor, address,
+                config_path, dry_run) -> int:
     """Run a suite (or group) over mechanisms and seeds under a fixed budget.
 
     \b
@@ -129,32 +164,70 @@ def run_command(suite, mechanisms, seeds, budget, budget_kind, profile, hparams,
     attnbench run --suite mqar -m mha --set seq_len=64 --set num_kv_pairs=8
     attnbench run --suite long-context --jobs 2
     attnbench run --suite needle -m dense -m streaming --model ./tiny-llama
+    attnbench run --suite mqar --isolate --cell-timeout 600 --memory-limit 8G
+    attnbench run --suite mqar --executor ray --address 10.0.0.5:6379
+    attnbench run --config runs/long-context.toml --dry-run
+
+    Ctrl-C stops after the cells in flight (a second one aborts them); the same command with
+    --resume then runs what is missing, after a crash too.
     """
     from attnbench.planning import RunRequest, default_jobs, plan_run
     from attnbench.store import Store
 
-    request = RunRequest(suite=suite, mechanisms=tuple(mechanisms), seeds=seeds, budget_value=budget,
-                         budget_kind=budget_kind, profile=profile, hparams=_parse_assignments(hparams, "--hparam"),
-                         task_settings=_parse_assignments(settings, "--set"), resume=resume, model=model)
-    plan = plan_run(request, device=device)
+    from attnbench.run_config import RunConfig, load_run_config
+
+    config = load_run_config(config_path) if config_path else RunConfig()
+    suite = suite or config.suite
+    if not suite:
+        raise click.UsageError("--suite is required (or `suite = ...` in --config)")
+    mechanisms = tuple(mechanisms) or config.mechanisms
+    budget = budget if budget is not None else config.budget
+    request = RunRequest(suite=suite, mechanisms=mechanisms, seeds=seeds or config.seeds, budget_value=budget,
+                         budget_kind=budget_kind or config.budget_kind or "flops", profile=profile or config.profile,
+                         hparams={**config.hparams, **_parse_assignments(hparams, "--hparam")},
+                         task_settings={**config.settings, **_parse_assignments(settings, "--set")}, resume=resume,
+                         model=model or config.model)
+    plan = plan_run(request, device=device or config.device)
     from attnbench.conformance import screen_plan
 
     plan = screen_plan(plan, requested=set(mechanisms), allow_nonconforming=allow_nonconforming)
+    db = db or config.db
+    jobs = jobs or config.jobs
+    if executor == "ray":
+        if isolate or cell_timeout or memory_limit:
+            raise click.UsageError("--isolate, --cell-timeout and --memory-limit belong to the local executor; "
+                                   "Ray runs every cell in a worker of its own")
+        from attnbench.ray_executor import import_ray
+
+        import_ray()  # a clear line now, not after the run is recorded
+    if dry_run:
+        from attnbench.console import print_plan
+        from attnbench.store import resolve_url
+
+        print_plan(plan, resolve_url(db))
+        click.echo(f"dry run: {len(plan.cells)} cells planned; nothing was run or stored")
+        return 0
     store = Store.open(db)
     from attnbench.console import RichReporter, print_plan, print_summary
+    from attnbench.isolation import CellLimits
     from attnbench.runner import run_plan
 
     print_plan(plan, store.url)
     reporter = RichReporter()
     try:
         with reporter:
-            summary = run_plan(plan, store, resume=resume, reporter=reporter,
-                               jobs=jobs or default_jobs(plan.device))
+            summary = run_plan(plan, store, resume=resume, reporter=reporter, jobs=jobs or default_jobs(plan.device),
+                               isolate=isolate, limits=CellLimits(cell_timeout, memory_limit), executor=executor,
+                               address=address)
     except KeyboardInterrupt:
-        click.echo("interrupted: finished cells are stored; rerun the same command with --resume to finish",
-                   err=True)
+        summary = None
+    if summary is None or summary.interrupted:
+        click.echo(f"interrupted: finished cells are stored; to run the rest: {_resume_command()}", err=True)
         return 130
     print_summary(summary, store.url)
+    if summary.crashed_runs:
+        click.echo(f"note: run {', '.join(map(str, summary.crashed_runs))} had died without finishing; "
+                   f"marked crashed", err=True)
     return 0 if summary.ok else 1
 
 
@@ -168,7 +241,8 @@ def run_command(suite, mechanisms, seeds, budget, budget_kind, profile, hparams,
 def check_command(mechanisms: tuple[str, ...], profile: str, hparams: tuple[str, ...], as_json: bool) -> int:
     """Conformance: shape and dtype, no causal leak, gradients, determinism, FLOPs, cache.
 
-    Exits 1 when a mechanism fails. With no names, checks every registered sequence mechanism.
+    Exits 1 when a mechanism fails. With no names, checks every registered sequence and
+    feature_map mechanism.
 
     \b
     attnbench check mha moba
@@ -183,7 +257,7 @@ def check_command(mechanisms: tuple[str, ...], profile: str, hparams: tuple[str,
         loaded, errors = MECHANISMS.load_all()
         for name, error in errors.items():
             click.echo(f"attnbench: skipped {name}: {error}", err=True)
-        specs = [spec for _, spec in sorted(loaded.items()) if spec.kind == "sequence"]
+        specs = [spec for _, spec in sorted(loaded.items()) if spec.kind in ("sequence", "feature_map")]
     overrides = _parse_assignments(hparams, "--hparam")
     reports = []
     for spec in specs:
@@ -350,4 +424,34 @@ def leaderboard_command(suite: str | None, fmt: str, html_dir: str | None, db: s
         from attnbench.console import print_leaderboard
 
         print_leaderboard(rows, grids)
+    return 0
+
+
+# ---------------------------------------------------------------- data
+
+@cli.command("data")
+@click.argument("dataset", type=click.Choice(["eurosat"]))
+@click.option("--root", required=True, metavar="DIR", help="The folder that holds the data, or will.")
+@click.option("--bands", type=click.Choice(["rgb", "all"]), default="rgb", show_default=True,
+              help="rgb: torchvision's RGB JPEGs; all: torchgeo's 13-band GeoTIFFs.")
+@click.option("--download", is_flag=True, help="Download, check (md5) and unpack what is missing.")
+def data_command(dataset: str, root: str, bands: str, download: bool) -> int:
+    """Check a data set on disk: what is there (images per class and split), or exactly how to get it.
+
+    Exits 0 when the data is there and every image reads, 1 when it is missing (the steps to get it
+    are printed), 2 when a copy is damaged (a missing class folder, a corrupt image) or a download fails.
+
+    \b
+    attnbench data eurosat --root data/
+    attnbench data eurosat --root data/ --bands all --download
+    """
+    from attnbench.suites.eurosat import data
+
+    if download:
+        for path in data.download(root, bands):
+            click.echo(f"have {path}", err=True)
+    elif not data.layout(root, bands).exists():
+        click.echo(data.how_to_get(root, bands))
+        return 1
+    click.echo(data.describe(data.inventory(root, bands)))
     return 0

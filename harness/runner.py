@@ -1,10 +1,18 @@
 """Running a plan: each cell in turn, each written to the store the moment it ends.
 
-A failing cell (an exception, a non-finite loss, out of memory) is recorded with its reason and
-the run goes on; the summary tells the CLI whether anything failed.
+A failing cell (an exception, a non-finite loss, out of memory, a crashed or hung worker process)
+is recorded with its reason and the run goes on; the summary tells the CLI whether anything
+failed. A run killed at any moment loses only the cells in flight: they were never written, so
+`--resume` redoes them. The run itself stays `running` in the store until a later run sees that
+its process is gone and marks it `crashed`.
+
+Ctrl-C stops the run after the cells in flight (marked `interrupted`); a second Ctrl-C aborts them.
 """
 from __future__ import annotations
 
+import signal
+import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -14,6 +22,8 @@ import torch
 
 from attnbench import provenance
 from attnbench.cell import CellRecord, CellSpec
+from attnbench.errors import SkipCell
+from attnbench.isolation import CellLimits, WorkerPool, check_limits, process_alive, this_process
 from attnbench.memory import PeakMemory
 from attnbench.planning import Plan
 from attnbench.registry import MECHANISMS, SUITES
@@ -43,6 +53,8 @@ class RunSummary:
     run_id: int
     records: list[CellRecord] = field(default_factory=list)
     resumed: int = 0
+    interrupted: bool = False  # stopped by Ctrl-C with cells left to run
+    crashed_runs: list[int] = field(default_factory=list)  # earlier runs found dead and marked `crashed`
 
     def count(self, status: str) -> int:
         return sum(r.status == status for r in self.records)
@@ -54,13 +66,13 @@ class RunSummary:
 
 def execute_cell(cell: CellSpec, device: str, on_step=lambda step, planned: None) -> CellRecord:
     """Run one cell with its own seeded RNG (global RNG state is restored afterwards)."""
-    suite, mechanism = SUITES.get(cell.suite), MECHANISMS.get(cell.mechanism)
     memory = PeakMemory(device)
     memory.reset()
     started_at, started = utcnow(), time.perf_counter()
     record = CellRecord(cell, status="failed", started_at=started_at)
     devices = [torch.device(device)] if device.startswith("cuda") else []
     try:
+        suite, mechanism = SUITES.get(cell.suite), MECHANISMS.get(cell.mechanism)
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(cell.seed)
             outcome = suite.run_cell(cell, mechanism, CellContext(device=device, on_step=on_step))
@@ -70,9 +82,10 @@ def execute_cell(cell: CellSpec, device: str, on_step=lambda step, planned: None
             record.error = f"suite reported no finite primary metric {cell.primary_metric!r}"
         else:
             record.status = "done"
-    except torch.cuda.OutOfMemoryError as exc:
-        record.status, record.error = "oom", _describe(exc)
+    except SkipCell as exc:  # the suite cannot run this cell here (no model, no data): not a failure
+        record.status, record.error = "skipped", str(exc)
     except Exception as exc:  # one cell's failure must not stop the others
+        record.status = "oom" if is_out_of_memory(exc) else "failed"
         record.error = _describe(exc)
     record.wall_seconds = time.perf_counter() - started
     record.finished_at = utcnow()
@@ -80,26 +93,95 @@ def execute_cell(cell: CellSpec, device: str, on_step=lambda step, planned: None
     return record
 
 
+def is_out_of_memory(exc: BaseException) -> bool:
+    """MemoryError (Python, or any allocation under --memory-limit), torch's OutOfMemoryError (CUDA), or the
+    CPU allocator's failure, which torch raises as a plain RuntimeError."""
+    torch_oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+    return isinstance(exc, (MemoryError, torch_oom)) or (
+        isinstance(exc, RuntimeError) and "DefaultCPUAllocator: can't allocate memory" in str(exc))
+
+
+def failed_record(cell: CellSpec, exc: BaseException, prefix: str = "") -> CellRecord:
+    """The record of a cell that raised outside `execute_cell`'s own handling."""
+    now = utcnow()
+    return CellRecord(cell, status="oom" if is_out_of_memory(exc) else "failed", error=prefix + _describe(exc),
+                      started_at=now, finished_at=now)
+
+
 def _describe(exc: BaseException) -> str:
     """The one-line reason first, then the traceback for whoever digs in."""
-    headline = f"{type(exc).__name__}: {exc}".strip()
+    headline = f"{type(exc).__name__}: {exc}".strip() if str(exc).strip() else type(exc).__name__
     return headline + "\n\n" + "".join(traceback.format_exception(exc)).rstrip()
 
 
+class StopRequest:
+    """Ctrl-C during a run: the first one stops it after the cells in flight, the second aborts them.
+
+    Installed only in the main thread (the only one Python delivers signals to); elsewhere Ctrl-C
+    keeps its usual meaning.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._installed = False
+        self._previous: Any = None
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._installed = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous if self._previous is not None else signal.default_int_handler)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("attnbench: stopping after the cells in flight; Ctrl-C again to abort them", file=sys.stderr,
+              flush=True)
+
+
+def mark_crashed_runs(store: Store) -> list[int]:
+    """Runs still marked `running` whose process is gone (killed, machine rebooted) become `crashed`.
+
+    Only runs started on this machine can be judged; one from another host stays as it is.
+    """
+    crashed = []
+    for run_id, plan in store.running_runs():
+        if process_alive(plan.get("process") or {}) is False and store.mark_crashed(run_id):
+            crashed.append(run_id)
+    return crashed
+
+
 def run_plan(plan: Plan, store: Store, resume: bool = False, reporter: Reporter | None = None,
-             argv: list[str] | None = None, jobs: int = 1) -> RunSummary:
+             argv: list[str] | None = None, jobs: int = 1, isolate: bool = False,
+             limits: CellLimits = CellLimits(), executor: str = "local", address: str | None = None) -> RunSummary:
     """Run the plan's cells (skipping done ones on resume), writing each as it finishes.
 
-    With `jobs > 1` cells run in that many worker processes, each with its share of the CPU
-    threads; this process stays the only writer.
+    With `jobs > 1` cells run in that many reused worker processes, each with its share of the
+    CPU threads; with `isolate` (implied by a time or memory limit) every cell gets a fresh
+    process of its own. `executor="ray"` fans cells out over a Ray cluster (`address`, or a local
+    instance) instead. Either way this process stays the only writer.
     """
     reporter = reporter or SilentReporter()
+    isolate = isolate or bool(limits)  # a limit needs a process of the cell's own to enforce it
+    check_limits(limits, plan.device)
+    crashed = mark_crashed_runs(store)
     done = store.done_keys() if resume else set()
     todo = [cell for cell in plan.cells if cell.resume_key not in done]
-    run_id = store.start_run(provenance.collect(plan.device, argv), plan.profile,
-                             {**plan.describe(), "resume_skipped": len(plan.cells) - len(todo), "jobs": jobs})
-    summary = RunSummary(run_id, resumed=len(plan.cells) - len(todo))
+    described = {**plan.describe(), "resume_skipped": len(plan.cells) - len(todo), "jobs": jobs,
+                 "isolate": isolate, "cell_timeout": limits.timeout, "memory_limit": limits.memory,
+                 "executor": executor, "ray_address": address,
+                 "process": this_process()}
+    run_id = store.start_run(provenance.collect(plan.device, argv), plan.profile, described)
+    summary = RunSummary(run_id, resumed=len(plan.cells) - len(todo), crashed_runs=crashed)
     status = "interrupted"
+
+    def started(cell: CellSpec, index: int) -> None:
+        reporter.cell_started(cell, index, len(todo))
 
     def finished(record: CellRecord) -> None:
         store.write_cell(run_id, record)
@@ -107,44 +189,27 @@ def run_plan(plan: Plan, store: Store, resume: bool = False, reporter: Reporter 
         reporter.cell_finished(record)
 
     try:
-        if jobs > 1 and len(todo) > 1:
-            _run_in_workers(todo, plan.device, jobs, reporter, finished)
-        else:
-            for index, cell in enumerate(todo):
-                reporter.cell_started(cell, index, len(todo))
-                finished(execute_cell(cell, plan.device, reporter.step))
-        status = "done" if summary.ok else "failed"
+        with StopRequest() as stop:
+            if executor == "ray":
+                from attnbench.ray_executor import run_with_ray
+
+                run_with_ray(todo, plan.device, reporter, finished, address=address, stopping=lambda: stop.requested)
+            elif isolate or (jobs > 1 and len(todo) > 1):
+                workers = max(1, min(jobs, len(todo)))
+                WorkerPool(plan.device, workers, fresh=isolate, limits=limits).run(
+                    todo, started, finished, lambda: stop.requested, reporter.step if workers == 1 else None)
+            else:
+                for index, cell in enumerate(todo):
+                    if stop.requested:
+                        break
+                    started(cell, index)
+                    finished(execute_cell(cell, plan.device, reporter.step))
+        summary.interrupted = stop.requested and len(summary.records) < len(todo)
+        if not summary.interrupted:
+            status = "done" if summary.ok else "failed"
     finally:
         store.finish_run(run_id, status)
     return summary
-
-
-def _worker_init(threads: int) -> None:
-    torch.set_num_threads(threads)
-
-
-def _run_in_workers(cells: list[CellSpec], device: str, jobs: int, reporter: Reporter, finished) -> None:
-    import multiprocessing
-    import os
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    context = multiprocessing.get_context("spawn")  # a clean interpreter: no inherited torch thread pools
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_worker_init,
-                             initargs=(threads,)) as pool:
-        pending = set()
-        for index, cell in enumerate(cells):
-            reporter.cell_started(cell, index, len(cells))
-            pending.add(pool.submit(execute_cell, cell, device))
-        try:
-            while pending:
-                complete, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in complete:
-                    finished(future.result())
-        except BaseException:
-            for future in pending:
-                future.cancel()
-            raise
 
 
 def cell_error_line(record: CellRecord) -> str:

@@ -2,19 +2,29 @@
 
 Each finished cell is written in one transaction with its metrics, so a crash loses at most the
 cell in flight and never leaves half a cell behind. Nothing is ever updated but a run's end.
+
+Several processes may write to one database at once (several `attnbench run`s sharing a SQLite
+file or a PostgreSQL server): on SQLite a writer takes the write lock when its transaction begins
+and waits for it, and a transaction that fails because the database is busy (a locked SQLite file,
+a PostgreSQL serialization failure or deadlock) is rolled back and retried whole with a bounded,
+jittered backoff. Only errors raised before the commit took effect are retried, so every write
+commits exactly once or fails.
 """
 from __future__ import annotations
 
+import itertools
 import math
 import os
+import random
+import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
-from sqlalchemy import create_engine, event, inspect, select
-from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy import create_engine, event, func, inspect, select, text, update
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from attnbench.cell import COST_COLUMNS, CellRecord
@@ -23,6 +33,19 @@ from attnbench.schema import SCHEMA_VERSION, Base, Cell, Meta, Metric, Run
 
 DEFAULT_DB = Path("results") / "attnbench.db"
 ENV_VAR = "ATTNBENCH_DB"
+
+SQLITE_BUSY_TIMEOUT_S = 30  # how long SQLite itself waits for another writer's lock
+CONNECT_TIMEOUT_S = 10  # an unreachable PostgreSQL host fails in seconds, not after TCP's minutes
+RETRY_ATTEMPTS = 10
+RETRY_BASE_S = 0.05  # the first backoff; it doubles up to RETRY_CAP_S
+RETRY_CAP_S = 2.0
+# serialization_failure, deadlock_detected, lock_not_available, too_many_connections, cannot_connect_now:
+# each raised before the transaction committed, and likely to pass on a second try
+PG_TRANSIENT = {"40001", "40P01", "55P03", "53300", "57P03"}
+_SCHEMA_LOCK = 0x617474_6E62_656E  # PostgreSQL advisory lock that serialises concurrent schema set-up
+_WRITE = "attnbench_write"  # execution option marking a write transaction (BEGIN IMMEDIATE on SQLite)
+
+T = TypeVar("T")
 
 
 def resolve_url(db: str | os.PathLike | None) -> str:
@@ -38,11 +61,36 @@ def utcnow() -> datetime:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # SQLAlchemy emits BEGIN itself (`_sqlite_begin`): the driver's own transaction control would
+    # run reads and DDL outside the transaction, so schema set-up and read-then-write were not atomic.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    # A writer takes the write lock up front, where SQLite's busy timeout waits for it; a deferred
+    # transaction that read first would fail at once when upgrading to a stale snapshot.
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
+
+
+def is_transient(exc: DBAPIError) -> bool:
+    """Whether `exc` means the database was busy and the rolled-back transaction may simply run again."""
+    if exc.connection_invalidated:
+        return False  # the connection dropped: the commit may or may not have happened
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    if code:
+        return code in PG_TRANSIENT
+    message = str(exc.orig).lower()
+    return any(phrase in message for phrase in ("database is locked", "database is busy", "database table is locked"))
+
+
+def _backoff(attempt: int) -> float:
+    """Seconds to wait after failed attempt number `attempt` (1, 2, ...): doubling, capped, jittered."""
+    return min(RETRY_CAP_S, RETRY_BASE_S * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
 
 
 class Store:
@@ -51,6 +99,8 @@ class Store:
     def __init__(self, engine: Engine, url: str) -> None:
         self.engine = engine
         self.url = url
+        self._writer = engine.execution_options(**{_WRITE: True})
+        self.retries = 0  # transactions run again because the database was busy
 
     @classmethod
     def open(cls, db: str | os.PathLike | None = None, create: bool = True) -> Store:
@@ -70,77 +120,103 @@ class Store:
                 except OSError as exc:
                     raise StoreError(f"cannot create the database folder {path.parent}: {exc.strerror}")
         try:
-            engine = create_engine(url, connect_args={"timeout": 30} if is_sqlite else {})
+            engine = create_engine(url, **_engine_options(parsed))
         except (SQLAlchemyError, ImportError, ValueError) as exc:
-            raise StoreError(f"cannot open database {url!r}: {one_line(exc)}")
+            hint = ("; pip install 'attnbench[postgres]' provides the postgresql+psycopg:// driver"
+                    if isinstance(exc, ImportError) and parsed.get_backend_name() == "postgresql" else "")
+            raise StoreError(f"cannot open database {url!r}: {one_line(exc)}{hint}")
         if is_sqlite:
             event.listen(engine, "connect", _sqlite_pragmas)
+            event.listen(engine, "begin", _sqlite_begin)
         store = cls(engine, url)
         store._prepare(create)
         return store
 
     def _prepare(self, create: bool) -> None:
+        def prepare(session: Session) -> None:
+            conn = session.connection()
+            if create and conn.dialect.name == "postgresql":
+                # Runs starting together on an empty database would otherwise race to create the tables.
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
+            tables = set(inspect(conn).get_table_names())
+            if Meta.__tablename__ in tables:
+                row = conn.execute(select(Meta.value).where(Meta.key == "schema_version")).scalar()
+                version = int(row) if row is not None else 0
+                if version > SCHEMA_VERSION:
+                    raise StoreError(f"database {self.url} has schema version {version}, newer than this "
+                                     f"attnbench understands ({SCHEMA_VERSION}); upgrade attnbench")
+            elif tables & {"runs", "cells", "metrics"}:
+                raise StoreError(f"database {self.url} has tables named like attnbench's but no "
+                                 f"attnbench_meta; refusing to write into it")
+            elif not create:
+                raise StoreError(f"database {self.url} holds no attnbench results")
+            if create:
+                Base.metadata.create_all(conn)
+                if Meta.__tablename__ not in tables:
+                    conn.execute(Meta.__table__.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+
         try:
-            with self.engine.begin() as conn:
-                tables = set(inspect(conn).get_table_names())
-                if Meta.__tablename__ in tables:
-                    row = conn.execute(select(Meta.value).where(Meta.key == "schema_version")).scalar()
-                    version = int(row) if row is not None else 0
-                    if version > SCHEMA_VERSION:
-                        raise StoreError(f"database {self.url} has schema version {version}, newer than this "
-                                         f"attnbench understands ({SCHEMA_VERSION}); upgrade attnbench")
-                elif tables & {"runs", "cells", "metrics"}:
-                    raise StoreError(f"database {self.url} has tables named like attnbench's but no "
-                                     f"attnbench_meta; refusing to write into it")
-                elif not create:
-                    raise StoreError(f"database {self.url} holds no attnbench results")
-                if create:
-                    Base.metadata.create_all(conn)
-                    if Meta.__tablename__ not in tables:
-                        conn.execute(Meta.__table__.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+            self.transaction(prepare, write=create)
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot open database {self.url}: {one_line(exc)}")
 
+    def transaction(self, work: Callable[[Session], T], write: bool = True) -> T:
+        """Run `work(session)` in one transaction and commit it, retried whole while the database is busy.
+
+        `work` may run more than once, so it must build everything it adds inside the call. Only
+        errors raised before the commit took effect are retried; giving up raises StoreError.
+        """
+        for attempt in itertools.count(1):
+            try:
+                with Session(self._writer if write else self.engine) as session, session.begin():
+                    return work(session)
+            except DBAPIError as exc:
+                if not is_transient(exc):
+                    raise
+                if attempt == RETRY_ATTEMPTS:
+                    raise StoreError(f"database {self.url} stayed busy through {RETRY_ATTEMPTS} attempts: "
+                                     f"{one_line(exc)}") from exc
+                self.retries += 1
+                time.sleep(_backoff(attempt))
+
     def start_run(self, provenance: dict[str, Any], profile: str, plan: dict[str, Any]) -> int:
-        run = Run(uid=str(uuid.uuid4()), started_at=utcnow(), status="running", profile=profile, plan=plan,
-                  **provenance)
-        with Session(self.engine) as session, session.begin():
+        fields = dict(uid=str(uuid.uuid4()), started_at=utcnow(), status="running", profile=profile, plan=plan,
+                      **provenance)
+
+        def insert(session: Session) -> int:
+            run = Run(**fields)
             session.add(run)
             session.flush()
             return run.id
 
+        return self.transaction(insert)
+
     def finish_run(self, run_id: int, status: str) -> None:
-        with Session(self.engine) as session, session.begin():
-            run = session.get(Run, run_id)
-            run.status = status
-            run.finished_at = utcnow()
+        statement = update(Run).where(Run.id == run_id).values(status=status, finished_at=utcnow())
+        self.transaction(lambda session: session.execute(statement))
+
+    def running_runs(self) -> list[tuple[int, dict[str, Any]]]:
+        """(id, plan) of every run still marked `running`: in progress, or left so by a process that died."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(Run.id, Run.plan).where(Run.status == "running").order_by(Run.id)).all()
+        return [(run_id, plan if isinstance(plan, dict) else {}) for run_id, plan in rows]
+
+    def mark_crashed(self, run_id: int) -> bool:
+        """End a run whose process died without ending it: `crashed`, at its last written cell (else its start).
+
+        False when the run was no longer `running` (another process got there first).
+        """
+        def mark(session: Session) -> bool:
+            last = session.scalar(select(func.max(Cell.finished_at)).where(Cell.run_id == run_id))
+            result = session.execute(update(Run).where(Run.id == run_id, Run.status == "running")
+                                     .values(status="crashed", finished_at=last if last else Run.started_at))
+            return result.rowcount == 1
+
+        return self.transaction(mark)
 
     def write_cell(self, run_id: int, record: CellRecord) -> int:
         """Write one finished cell and its metrics in a single transaction."""
-        spec, outcome = record.spec, record.outcome
-        cell = Cell(
-            run_id=run_id, suite=spec.suite, mechanism=spec.mechanism, profile=spec.profile, task=spec.task,
-            config_hash=spec.config_hash, config=spec.config(), budget_kind=spec.budget.kind,
-            budget_value=spec.budget.value, seed=spec.seed,
-            primary_metric=spec.primary_metric, higher_is_better=spec.higher_is_better,
-            conformance=spec.conformance,
-            status=record.status, error=record.error,
-            wall_seconds=record.wall_seconds, peak_memory_bytes=record.peak_memory_bytes,
-            memory_kind=record.memory_kind, started_at=record.started_at or utcnow(),
-            finished_at=record.finished_at or utcnow(),
-            budget_used=outcome.budget_used if outcome else None,
-            flops_used=outcome.flops if outcome else None,
-            steps=outcome.steps if outcome else None,
-            params=outcome.params if outcome else None,
-            details=outcome.details if outcome else {},
-            **{name: (outcome.costs.get(name) if outcome else None) for name in COST_COLUMNS},
-        )
-        if outcome:
-            cell.metrics = [Metric(name=name, value=_finite_or_none(value)) for name, value in outcome.metrics.items()]
-        with Session(self.engine) as session, session.begin():
-            session.add(cell)
-            session.flush()
-            return cell.id
+        return self.transaction(lambda session: _insert_cell(session, run_id, record))
 
     def done_keys(self) -> set[tuple[str, str, float, int]]:
         """Resume keys (config hash, budget kind, budget value, seed) of every cell already done."""
@@ -150,6 +226,42 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _insert_cell(session: Session, run_id: int, record: CellRecord) -> int:
+    spec, outcome = record.spec, record.outcome
+    cell = Cell(
+        run_id=run_id, suite=spec.suite, mechanism=spec.mechanism, profile=spec.profile, task=spec.task,
+        config_hash=spec.config_hash, config=spec.config(), budget_kind=spec.budget.kind,
+        budget_value=spec.budget.value, seed=spec.seed,
+        primary_metric=spec.primary_metric, higher_is_better=spec.higher_is_better,
+        conformance=spec.conformance,
+        status=record.status, error=record.error,
+        wall_seconds=record.wall_seconds, peak_memory_bytes=record.peak_memory_bytes,
+        memory_kind=record.memory_kind, started_at=record.started_at or utcnow(),
+        finished_at=record.finished_at or utcnow(),
+        budget_used=outcome.budget_used if outcome else None,
+        flops_used=outcome.flops if outcome else None,
+        steps=outcome.steps if outcome else None,
+        params=outcome.params if outcome else None,
+        details=outcome.details if outcome else {},
+        **{name: (outcome.costs.get(name) if outcome else None) for name in COST_COLUMNS},
+    )
+    if outcome:
+        cell.metrics = [Metric(name=name, value=_finite_or_none(value)) for name, value in outcome.metrics.items()]
+    session.add(cell)
+    session.flush()
+    return cell.id
+
+
+def _engine_options(url: URL) -> dict[str, Any]:
+    if url.get_backend_name() == "sqlite":
+        return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
+    connect_args = {}
+    if url.get_driver_name() in ("psycopg", "psycopg2") and "connect_timeout" not in url.query:
+        connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
+    # a server connection dropped while a long cell trained is replaced before the cell is written
+    return {"connect_args": connect_args, "pool_pre_ping": True}
 
 
 def _finite_or_none(value: float) -> float | None:

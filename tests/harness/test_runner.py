@@ -37,7 +37,7 @@ def test_default_mechanisms_are_every_accepted_one(echo):
 
 def test_groups_include_declared_and_all(echo):
     found = groups()
-    assert "echo" in found["testgroup"] and "echo" in found["all"] and found["long-context"] == ["mqar"]
+    assert "echo" in found["testgroup"] and "echo" in found["all"] and found["long-context"] == ["longbench", "mqar", "needle"]
     assert {c.suite for c in plan_run(RunRequest("testgroup", ("mha",), seeds=1), device="cpu").cells} == {"echo"}
 
 

@@ -1,0 +1,101 @@
+"""Per-cell cost of `--isolate`: the same trivial cells run the default way and each in a fresh process.
+
+    python benchmarks/isolation_overhead.py [--cells 30] [--rounds 3] [--jobs 1]
+
+Two kinds of cell: `noop` returns at once (the pure cost of a process per cell: fork, pipe, exit),
+and MQAR smoke with `mha` trained for one step on a tiny data set (adds what a fresh process pays
+for a real suite: importing it and its first training step). Each round runs every plan both
+ways, alternating, so that machine drift hits both; the forkserver's one-time start is measured
+apart. With `--jobs 1` the default way is this process; with more, a pool of reused workers.
+Prints ms/cell, medians over rounds, and the difference.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+NOOP_SUITE = '''
+from attnbench.budget import Budget
+from attnbench.cell import CellOutcome
+from attnbench.suite import Suite, Task
+
+
+class Noop(Suite):
+    name = "noop_bench"
+    description = "returns at once"
+    primary_metric = "score"
+
+    def tasks(self, profile):
+        return [Task("t", {})]
+
+    def default_budget(self, profile, task):
+        return Budget("steps", 1)
+
+    def run_cell(self, cell, mechanism, ctx):
+        return CellOutcome(metrics={"score": 1.0}, budget_used=1, flops=0, steps=0, params=0)
+
+
+SUITE = Noop()
+'''
+
+
+def register_noop(site: Path) -> None:
+    """An installed-looking distribution, so that worker processes find the suite through its entry point."""
+    info = site / "noop_bench-0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: noop-bench\nVersion: 0\n")
+    (info / "entry_points.txt").write_text("[attnbench.suites]\nnoop_bench = noop_bench:SUITE\n")
+    (site / "noop_bench.py").write_text(textwrap.dedent(NOOP_SUITE))
+    sys.path.insert(0, str(site))
+
+
+def timed(plan, store, jobs: int, isolate: bool) -> float:
+    from attnbench.runner import run_plan
+
+    started = time.perf_counter()
+    summary = run_plan(plan, store, jobs=jobs, isolate=isolate)
+    elapsed = time.perf_counter() - started
+    if summary.count("done") != len(plan.cells):
+        raise SystemExit(f"cells failed: {[r.error for r in summary.records if r.status != 'done'][:1]}")
+    return elapsed / len(plan.cells)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cells", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--jobs", type=int, default=1)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        register_noop(Path(scratch) / "site")
+        from attnbench.planning import RunRequest, plan_run
+        from attnbench.store import Store
+
+        store = Store.open(Path(scratch) / "bench.db")
+        plans = {
+            "noop": plan_run(RunRequest("noop_bench", ("mha",), seeds=args.cells), device="cpu"),
+            "mqar 1 step": plan_run(RunRequest("mqar", ("mha",), seeds=args.cells, budget_value=1, budget_kind="steps",
+                                               task_settings={"num_train": 64, "num_test": 16}), device="cpu"),
+        }
+        started = time.perf_counter()
+        warm = plan_run(RunRequest("noop_bench", ("mha",), seeds=1), device="cpu")
+        timed(warm, store, 1, isolate=True)
+        print(f"forkserver start (once per run, torch imported there): {time.perf_counter() - started:.2f} s")
+        for name, plan in plans.items():
+            timed(plan, store, args.jobs, isolate=False)  # warm-up: imports, first training step
+            default, isolated = [], []
+            for _ in range(args.rounds):
+                default.append(timed(plan, store, args.jobs, isolate=False))
+                isolated.append(timed(plan, store, args.jobs, isolate=True))
+            d, i = statistics.median(default), statistics.median(isolated)
+            print(f"{name:12s} {len(plan.cells)} cells, jobs {args.jobs}: default {d * 1000:7.1f} ms/cell   "
+                  f"--isolate {i * 1000:7.1f} ms/cell   overhead {(i - d) * 1000:+7.1f} ms/cell")
+
+
+if __name__ == "__main__":
+    main()
