@@ -24,7 +24,7 @@ from typing import Any, Callable, TypeVar
 
 from sqlalchemy import create_engine, event, func, inspect, select, text, update
 from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from attnbench.cell import COST_COLUMNS, CellRecord
@@ -171,6 +171,9 @@ class Store:
                 with Session(self._writer if write else self.engine) as session, session.begin():
                     return work(session)
             except DBAPIError as exc:
+                if isinstance(exc, OperationalError) and not is_transient(exc):
+                    # a read-only file, a full disk, a lost server: the user's to fix, said in one line
+                    raise StoreError(f"cannot write to database {self.url}: {one_line(exc)}") from exc
                 if not is_transient(exc):
                     raise
                 if attempt == RETRY_ATTEMPTS:

@@ -189,3 +189,15 @@ def test_url_resolution(monkeypatch, tmp_path):
     monkeypatch.setenv("ATTNBENCH_DB", "sqlite:///x.db")
     assert resolve_url(None) == "sqlite:///x.db"
     assert resolve_url(tmp_path / "y.db") == f"sqlite:///{tmp_path / 'y.db'}"
+
+
+def test_a_read_only_database_is_one_clear_error_and_keeps_its_rows(tmp_path):
+    path = tmp_path / "r.db"
+    store = Store.open(path)
+    run_id = store.start_run(PROVENANCE, "smoke", {})
+    store.write_cell(run_id, CellRecord(spec(0), "failed", error="kept"))
+    store.dispose()
+    read_only = Store.open(f"sqlite:///file:{path}?mode=ro&uri=true")
+    with pytest.raises(StoreError, match="cannot write to database .*readonly"):
+        read_only.start_run({}, "smoke", {})
+    assert len(load(path)) == 1
