@@ -402,7 +402,7 @@ def leaderboard_command(suite: str | None, fmt: str, html_dir: str | None, db: s
     from attnbench.store import Store
 
     store = Store.open(db, create=False)
-    cells = results.load(store)
+    cells = results.load(store, columns=None if html_dir else results.RANKING_COLUMNS)
     if suite is not None and suite not in set(cells["suite"]):
         from attnbench.registry import SUITES
 
@@ -415,7 +415,7 @@ def leaderboard_command(suite: str | None, fmt: str, html_dir: str | None, db: s
                               html_dir)
         click.echo(f"wrote {len(written)} pages to {html_dir} (open {written[0]})", err=True)
     rows = leaderboard.build(cells, suite=suite)
-    grids = grid.grids(cells, suite=suite)
+    grids = grid.grids(cells, suite=suite, rows=rows)
     if fmt == "json":
         click.echo(grid.leaderboard_json(rows, grids))
     elif fmt == "markdown":

@@ -106,25 +106,37 @@ class Grid:
                 "n_cells": self.n_cells}
 
 
-def grids(cells: pd.DataFrame, suite: str | None = None) -> list[Grid]:
+def grids(cells: pd.DataFrame, suite: str | None = None,
+          rows: list[leaderboard.LeaderboardRow] | None = None) -> list[Grid]:
     """Per leaderboard table and mechanism, the mean grid over its latest finished cells, in leaderboard
-    order (best mechanism first); tables and mechanisms without grid metrics have none."""
+    order (best mechanism first; pass the table's `rows` when already built); tables and mechanisms
+    without grid metrics have none."""
     if suite is not None:
         cells = cells[cells["suite"] == suite]
-    if cells.empty or not grid_columns(cells.columns):
+    columns = grid_columns(cells.columns)
+    if cells.empty or not columns:
         return []
     latest = leaderboard.latest_per_cell(cells)
-    done = latest[latest["status"] == "done"]
+    values = latest[columns].apply(pd.to_numeric, errors="coerce")
+    keep = (latest["status"] == "done").to_numpy() & values.notna().any(axis=1).to_numpy()
+    if not keep.any():
+        return []
+    keys = [*leaderboard.TABLE_KEYS, "mechanism"]
+    groups = [latest.loc[keep, k] for k in keys]
+    means = values[keep].groupby(groups, sort=False).mean()
+    counts = values[keep].groupby(groups, sort=False).size()
     found: dict[tuple, Grid] = {}
-    for (*table_key, mechanism), group in done.groupby([*leaderboard.TABLE_KEYS, "mechanism"], sort=True):
-        scores = mean_grid(group)
-        if scores.empty:
+    for key, series in means.iterrows():
+        points = [(*parse(name), value) for name, value in series.items() if not math.isnan(value)]
+        if not points:
             continue
-        table_suite, profile, budget_kind, budget_value = table_key
-        grid = Grid(table_suite, profile, budget_kind, float(budget_value), mechanism, scores, len(group))
+        scores = pd.DataFrame(points, columns=["length", "depth", "score"]).pivot_table(
+            index="depth", columns="length", values="score", aggfunc="mean").sort_index()
+        table_suite, profile, budget_kind, budget_value, mechanism = key
+        grid = Grid(table_suite, profile, budget_kind, float(budget_value), mechanism, scores, int(counts[key]))
         found[(*grid.key, mechanism)] = grid
-    order = [(*row_key, row.mechanism) for row_key, rows in leaderboard.tables(leaderboard.build(cells)).items()
-             for row in rows]
+    rows = rows if rows is not None else leaderboard.build(cells)
+    order = [(r.suite, r.profile, r.budget_kind, r.budget_value, r.mechanism) for r in rows]
     return [found[key] for key in order if key in found]
 
 

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 import pandas as pd
 
 from attnbench.errors import ConfigError, UnknownNameError
-from attnbench.leaderboard import latest_per_cell
 
 SPARKS = "▁▂▃▄▅▆▇█"
 
@@ -40,14 +39,20 @@ def history(cells: pd.DataFrame, runs: pd.DataFrame, suite: str, mechanism: str,
     if chosen.empty:
         raise ConfigError(f"no finished {suite}/{mechanism} cells at profile {profile!r} and budget {budget_value:g}")
     metric = str(chosen["primary_metric"].iloc[-1])
-    merged = chosen.merge(runs[["run_id", "git_sha", "git_dirty", "started_at"]].rename(
+    columns = ["cell_id", "run_id", "config_hash", "budget_kind", "budget_value", "seed", metric]
+    merged = chosen[columns].merge(runs[["run_id", "git_sha", "git_dirty", "started_at"]].rename(
         columns={"started_at": "run_started"}), on="run_id")
     merged["git_sha"] = merged["git_sha"].fillna("(no git)")
-    points = []
-    for sha, group in merged.groupby("git_sha", sort=False):
-        group = latest_per_cell(group)
-        points.append(HistoryPoint(sha, bool(group["git_dirty"].fillna(False).any()), group["run_started"].min(),
-                                   float(group[metric].mean()), len(group), int(group["config_hash"].nunique())))
+    merged["git_dirty"] = merged["git_dirty"].fillna(False).astype(bool)
+    # Per commit, a cell run again there counts once: its latest result (as latest_per_cell, per commit).
+    merged = merged.sort_values("cell_id").drop_duplicates(
+        ["git_sha", "config_hash", "budget_kind", "budget_value", "seed"], keep="last")
+    merged[metric] = pd.to_numeric(merged[metric], errors="coerce")
+    per_commit = merged.groupby("git_sha", sort=False).agg(
+        dirty=("git_dirty", "any"), first=("run_started", "min"), mean=(metric, "mean"), n=("cell_id", "size"),
+        hashes=("config_hash", "nunique"))
+    points = [HistoryPoint(str(sha), bool(row["dirty"]), row["first"], float(row["mean"]), int(row["n"]),
+                           int(row["hashes"])) for sha, row in per_commit.iterrows()]
     points.sort(key=lambda p: p.first_run)
     return metric, points, {"profile": profile, "budget_value": budget_value,
                             "budget_kind": str(chosen["budget_kind"].iloc[-1])}

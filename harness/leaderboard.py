@@ -15,10 +15,11 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Iterable
 
+import numpy as np
 import pandas as pd
+from scipy.stats import t as student_t
 
 from attnbench.cell import COST_COLUMNS
-from attnbench.stats import mean_interval
 
 TABLE_KEYS = ["suite", "profile", "budget_kind", "budget_value"]
 
@@ -58,43 +59,65 @@ def latest_per_cell(cells: pd.DataFrame) -> pd.DataFrame:
 
 
 def build(cells: pd.DataFrame, suite: str | None = None) -> list[LeaderboardRow]:
-    """Rows from `attnbench.results.load(...)`, ranked within each (suite, profile, budget) table."""
+    """Rows from `attnbench.results.load(...)`, ranked within each (suite, profile, budget) table.
+
+    Aggregated with whole-frame group-bys, not a loop over groups: a team's store holds 100,000s
+    of cells and the terminal table must stay interactive."""
     if suite is not None:
         cells = cells[cells["suite"] == suite]
     if cells.empty:
         return []
     latest = latest_per_cell(cells)
-    rows: list[LeaderboardRow] = []
-    for table_key, table in latest.groupby(TABLE_KEYS, sort=True):
-        table_rows = [_row(table_key, mechanism, group) for mechanism, group in table.groupby("mechanism")]
-        rows.extend(_ranked([r for r in table_rows if r is not None]))
-    return rows
+    keys = [*TABLE_KEYS, "mechanism"]
+    latest = latest.assign(_primary=_primary_values(latest), _failed=(latest["status"] != "done").astype(int))
+    done = latest[latest["status"] == "done"]
+    per_seed = done.groupby([*keys, "seed"], sort=False)["_primary"].mean()
+    per_seed = per_seed[np.isfinite(per_seed.to_numpy(dtype=float))]
+    seeds = per_seed.groupby(level=keys, sort=False)
+    quality = pd.DataFrame({"mean": seeds.mean(), "std": seeds.std(ddof=1), "n": seeds.count()})
+    numeric = ["flops_used", "params", "wall_seconds", "peak_memory_bytes", *[c for c in COST_COLUMNS if c in done]]
+    costs = done[keys].join(done[numeric].apply(pd.to_numeric, errors="coerce")).groupby(keys, sort=False).mean()
+    tasks = done.groupby(keys, sort=False)["task"].nunique()
+    meta = latest.groupby(keys, sort=True).agg(metric=("primary_metric", "last"), higher=("higher_is_better", "last"),
+                                                failed=("_failed", "sum"))
+    rows_by_table: dict[tuple, list[LeaderboardRow]] = {}
+    for key, info in meta.iterrows():
+        stats_row = quality.loc[key] if key in quality.index else None
+        cost = costs.loc[key] if key in costs.index else None
+        mean, low, high, n = _interval(stats_row)
+
+        def cost_of(name: str) -> float:
+            return float(cost[name]) if cost is not None and name in cost and pd.notna(cost[name]) else math.nan
+        suite_name, profile, budget_kind, budget_value, mechanism = key
+        rows_by_table.setdefault(key[:4], []).append(LeaderboardRow(
+            suite=suite_name, profile=profile, budget_kind=budget_kind, budget_value=float(budget_value),
+            mechanism=mechanism, metric=str(info["metric"]), higher_is_better=bool(info["higher"]), mean=mean,
+            ci_low=low, ci_high=high, n_seeds=n, n_tasks=int(tasks.get(key, 0)), flops=cost_of("flops_used"),
+            params=cost_of("params"), wall_seconds=cost_of("wall_seconds"),
+            peak_memory_bytes=cost_of("peak_memory_bytes"), **{name: cost_of(name) for name in COST_COLUMNS},
+            failed=int(info["failed"])))
+    return [row for table_key in sorted(rows_by_table) for row in _ranked(rows_by_table[table_key])]
 
 
-def _row(table_key: tuple, mechanism: str, group: pd.DataFrame) -> LeaderboardRow | None:
-    suite, profile, budget_kind, budget_value = table_key
-    done = group[group["status"] == "done"]
-    metric = str(group["primary_metric"].iloc[-1])
-    higher = bool(group["higher_is_better"].iloc[-1])
-    if metric in done:
-        per_seed = done.groupby("seed")[metric].mean()
-    else:
-        per_seed = pd.Series(dtype=float)
-    interval = mean_interval(per_seed.tolist())
-    return LeaderboardRow(
-        suite=suite, profile=profile, budget_kind=budget_kind, budget_value=float(budget_value),
-        mechanism=mechanism, metric=metric, higher_is_better=higher, mean=interval.mean, ci_low=interval.low,
-        ci_high=interval.high, n_seeds=interval.n, n_tasks=int(done["task"].nunique()),
-        flops=_mean(done["flops_used"]), params=_mean(done["params"]), wall_seconds=_mean(done["wall_seconds"]),
-        peak_memory_bytes=_mean(done["peak_memory_bytes"]),
-        **{name: _mean(done[name]) if name in done else math.nan for name in COST_COLUMNS},
-        failed=int((group["status"] != "done").sum()),
-    )
+def _primary_values(cells: pd.DataFrame) -> np.ndarray:
+    """Each cell's own primary metric, whatever its column is called."""
+    values = np.full(len(cells), np.nan)
+    for metric in cells["primary_metric"].unique():
+        if metric in cells:
+            mask = (cells["primary_metric"] == metric).to_numpy()
+            values[mask] = pd.to_numeric(cells.loc[mask, metric], errors="coerce").to_numpy(dtype=float)
+    return values
 
 
-def _mean(column: pd.Series) -> float:
-    values = pd.to_numeric(column, errors="coerce").dropna()
-    return float(values.mean()) if len(values) else math.nan
+def _interval(row: pd.Series | None, confidence: float = 0.95) -> tuple[float, float, float, int]:
+    """Mean and Student-t interval of the per-seed scores (as `stats.mean_interval`); NaN where undefined."""
+    if row is None or row["n"] == 0:
+        return math.nan, math.nan, math.nan, 0
+    mean, n = float(row["mean"]), int(row["n"])
+    if n == 1:
+        return mean, math.nan, math.nan, 1
+    half = float(student_t.ppf(0.5 + confidence / 2, n - 1) * row["std"] / math.sqrt(n))
+    return mean, mean - half, mean + half, n
 
 
 def _ranked(rows: list[LeaderboardRow]) -> list[LeaderboardRow]:

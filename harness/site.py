@@ -64,7 +64,8 @@ def history_plots(cells: pd.DataFrame, runs: pd.DataFrame, suite: str) -> list[d
     from attnbench.history import history
 
     plots = []
-    for mechanism in sorted(set(cells.loc[(cells["suite"] == suite) & (cells["status"] == "done"), "mechanism"])):
+    cells = cells[cells["suite"] == suite]
+    for mechanism in sorted(set(cells.loc[cells["status"] == "done", "mechanism"])):
         metric, points, chosen = history(cells, runs, suite, mechanism)
         if len(points) < 2:
             continue
@@ -116,10 +117,10 @@ def reproduce_command(cell: pd.Series, config: dict[str, Any], n_seeds: int) -> 
 
 
 def provenance_rows(cells: pd.DataFrame, runs: pd.DataFrame) -> list[dict[str, Any]]:
-    merged = cells.merge(runs, on="run_id", suffixes=("", "_run"))
+    used = runs[runs["run_id"].isin(cells["run_id"].unique())]
     found = []
-    for _, run in merged.drop_duplicates("run_id").iterrows():
-        found.append({"run": run["run_id"], "date": str(run["started_at_run"])[:19],
+    for _, run in used.iterrows():
+        found.append({"run": run["run_id"], "date": str(run["started_at"])[:19],
                       "git": (run["git_sha"] or "not a git checkout")[:12] + (" (dirty)" if run["git_dirty"] else ""),
                       "device": run["device"], "versions": f"python {run['python_version']}, torch "
                       f"{run['torch_version']}, attnbench {run['attnbench_version']}", "host": run["host"]})
@@ -157,7 +158,7 @@ def render_site(cells: pd.DataFrame, runs: pd.DataFrame, out: str | Path) -> lis
     env = environment()
     rows = leaderboard.build(cells)
     latest = latest_per_cell(cells)
-    all_grids = grid.grids(cells)
+    all_grids = grid.grids(cells, rows=rows)
     suites = sorted({r.suite for r in rows})
     pages = {suite: f"suite-{slug(suite)}.html" for suite in suites}
     written = []
