@@ -5,9 +5,9 @@
 
 Each mechanism runs with its paper defaults (the `paper` profile) at batch 1, width `--dim`.
 Every (mechanism, length) point runs in a fresh Python process, so no allocator cache or earlier
-point hides memory. Time is the median of `--repeats` forward+backward passes after one warm-up;
-memory is the peak resident set size during one pass above the level before it (the kernel's
-high-water mark, reset just before), so linear and quadratic growth show in measured bytes. The
+point hides memory. Memory is the peak resident set size during the first forward+backward pass above
+the level before it (the kernel's high-water mark, reset just before), so linear and quadratic growth
+show in measured bytes; time is the median of `--repeats` passes after that one. The
 last column is the growth exponent fitted between the two longest lengths: log(m2/m1)/log(L2/L1),
 about 1 for linear memory and 2 for quadratic. A mechanism that takes longer than `--max-seconds`
 at one length is not run at longer ones.
@@ -40,18 +40,19 @@ def measure(spec, length: int, dim: int, repeats: int) -> tuple[float, int]:
         module.zero_grad(set_to_none=True)
         x.grad = None
 
-    step()  # warm-up
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - started)
+    # Memory of the first pass, in a process that has done nothing else: a warm-up first would leave its
+    # freed memory in the allocator, and the measured pass would reuse it and read as nearly 0.
     gc.collect()
     probe = PeakMemory("cpu")
     probe.reset()
     before = probe.read() or 0
     step()
     peak = (probe.read() or 0) - before
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - started)
     return statistics.median(times), max(peak, 0)
 
 

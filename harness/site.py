@@ -16,6 +16,7 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from attnbench import grid, leaderboard
+from attnbench.errors import ConfigError
 from attnbench.leaderboard import LeaderboardRow, latest_per_cell
 
 PLOT_WIDTH, PLOT_HEIGHT, MARGIN = 560, 320, 48
@@ -154,7 +155,14 @@ def slug(text: str) -> str:
 def render_site(cells: pd.DataFrame, runs: pd.DataFrame, out: str | Path) -> list[Path]:
     """Write index.html and one page per suite into `out`; returns the files written."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".attnbench-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"--html {out}: cannot write the site there ({exc.strerror or exc}); "
+                          f"expected a folder that can be created or written") from None
     env = environment()
     rows = leaderboard.build(cells)
     latest = latest_per_cell(cells)

@@ -54,7 +54,7 @@ def invocations(db: Path, scratch: Path):
     ).map(list)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                     HealthCheck.too_slow])
 @given(data=st.data())
 def test_no_argument_list_gets_a_traceback(db, tmp_path_factory, capsys, data):

@@ -113,3 +113,15 @@ def test_needle_page_has_a_heat_map_per_mechanism(tmp_path):
                 assert cell["fill"] == grid.hex_colour(mean)
     assert "context length (tokens)" in html and "needle depth (%)" in html
     assert html.count('<stop offset="') == 3 * 3  # a 0-50-100 legend per heat map
+
+
+def test_an_html_path_that_is_a_file_is_one_clear_error(tmp_path):
+    """Found by the CLI fuzz test: `--html` naming an existing file used to raise FileExistsError."""
+    import pytest
+
+    from attnbench.errors import ConfigError
+
+    store = populate(tmp_path / "r.db", "x")
+    (tmp_path / "taken").write_text("not a folder")
+    with pytest.raises(ConfigError, match="cannot write the site there"):
+        render_site(results.load(store), results.load_runs(store), tmp_path / "taken")
