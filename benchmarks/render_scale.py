@@ -92,7 +92,7 @@ def main() -> None:
     from attnbench import console as views
 
     def terminal() -> None:
-        cells = results.load(store, columns=results.RANKING_COLUMNS)
+        cells = results.load(store, columns=results.RANKING_COLUMNS, latest_only=True)
         rows = leaderboard.build(cells)
         views.console = Console(file=io.StringIO(), width=140)
         views.print_leaderboard(rows, grid.grids(cells, rows=rows))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from attnbench.cell import COST_COLUMNS
@@ -51,15 +51,23 @@ def _read_plain(store: Store, *queries):
 _DECODED = {"config", "started_at", "finished_at"}  # JSON and dates: only SQLAlchemy turns them into objects
 
 
-def load(db: str | os.PathLike | Store | None = None, columns: list[str] | None = None) -> pd.DataFrame:
+def load(db: str | os.PathLike | Store | None = None, columns: list[str] | None = None,
+         latest_only: bool = False) -> pd.DataFrame:
     """One row per cell, one column per metric (NaN where a cell has no such metric); `columns` limits
-    the cell columns read (e.g. `RANKING_COLUMNS`, all a leaderboard needs)."""
+    the cell columns read (e.g. `RANKING_COLUMNS`, all a leaderboard needs); `latest_only` reads only
+    the latest result of each cell (same config, budget and seed), as leaderboards count them, and
+    leaves the re-runs a long history holds in the database."""
     store = _store(db)
     columns = list(columns or CELL_COLUMNS)
     cell_query = select(*(Cell.id.label(c) if c == "cell_id" else getattr(Cell, c) for c in columns))
+    metric_query = select(Metric.cell_id, Metric.name, Metric.value)
+    if latest_only:
+        latest = select(func.max(Cell.id)).group_by(Cell.config_hash, Cell.budget_kind, Cell.budget_value, Cell.seed)
+        cell_query = cell_query.where(Cell.id.in_(latest))
+        metric_query = metric_query.where(Metric.cell_id.in_(latest))
     cell_query = cell_query.order_by(Cell.id)
     read = _read if _DECODED & set(columns) else _read_plain
-    cell_rows, metric_rows = read(store, cell_query, select(Metric.cell_id, Metric.name, Metric.value))
+    cell_rows, metric_rows = read(store, cell_query, metric_query)
     # Plain tuples: pandas inspects SQLAlchemy rows attribute by attribute, 10x slower at 100,000 cells.
     cells = pd.DataFrame([tuple(row) for row in cell_rows], columns=columns)
     metrics = pd.DataFrame([tuple(row) for row in metric_rows], columns=["cell_id", "name", "value"])
