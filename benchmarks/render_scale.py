@@ -100,7 +100,7 @@ def main() -> None:
     def site() -> None:
         from attnbench.site import render_site
 
-        render_site(results.load(store), results.load_runs(store), folder / "site")
+        render_site(results.load(store, decode=False), results.load_runs(store), folder / "site")
 
     _, terminal_s = timed("terminal leaderboard (load + build + print)", terminal)
     _, site_s = timed("HTML site (load + render every page)", site)

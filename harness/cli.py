@@ -402,7 +402,8 @@ def leaderboard_command(suite: str | None, fmt: str, html_dir: str | None, db: s
     from attnbench.store import Store
 
     store = Store.open(db, create=False)
-    cells = results.load(store) if html_dir else results.load(store, columns=results.RANKING_COLUMNS, latest_only=True)
+    cells = (results.load(store, decode=False) if html_dir
+             else results.load(store, columns=results.RANKING_COLUMNS, latest_only=True))
     if suite is not None and suite not in set(cells["suite"]):
         from attnbench.registry import SUITES
 

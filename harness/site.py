@@ -6,6 +6,8 @@ from a plug-in or the database goes through Jinja2's autoescaping.
 """
 from __future__ import annotations
 
+import json
+
 import math
 import shlex
 from dataclasses import dataclass
@@ -178,7 +180,9 @@ def render_site(cells: pd.DataFrame, runs: pd.DataFrame, out: str | Path) -> lis
                 group = latest[(latest["suite"] == row.suite) & (latest["mechanism"] == row.mechanism)
                                & (latest["profile"] == row.profile) & (latest["budget_value"] == row.budget_value)]
                 head = group.sort_values("cell_id").iloc[-1]
-                config = head.get("config") if isinstance(head.get("config"), dict) else {}
+                config = head.get("config")
+                config = json.loads(config) if isinstance(config, str) else config  # results.load(decode=False)
+                config = config if isinstance(config, dict) else {}
                 entries.append({"row": row, "command": reproduce_command(head, config, row.n_seeds),
                                 "provenance": provenance_rows(group, runs)})
             plots = [p for p in (scatter(table_rows, "flops", "training FLOPs"),

@@ -27,3 +27,14 @@ def test_grids_are_the_same_from_the_light_load(tmp_path):
     light = results.load(store, columns=results.RANKING_COLUMNS, latest_only=True)
     as_dicts = [(g.mechanism, g.as_dict()) for g in grid.grids(full)]
     assert as_dicts and as_dicts == [(g.mechanism, g.as_dict()) for g in grid.grids(light)]
+
+
+def test_the_site_is_the_same_from_undecoded_cells(tmp_path):
+    from attnbench.site import render_site
+
+    store = populate_realistic(tmp_path / "r.db", "evil")
+    decoded = render_site(results.load(store), results.load_runs(store), tmp_path / "a")
+    raw = render_site(results.load(store, decode=False), results.load_runs(store), tmp_path / "b")
+    assert [p.name for p in decoded] == [p.name for p in raw]
+    assert all(a.read_text() == b.read_text() for a, b in zip(decoded, raw))
+    assert "--hparam" in "".join(p.read_text() for p in raw)  # the reproduce commands read the config
