@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
@@ -51,7 +52,7 @@ def print_plan(plan, db_url: str) -> None:
         table.add_row(row["suite"], row["task"], row["mechanism"], row["budget"], str(row["seeds"]))
     console.print(table)
     for note in plan.notes:
-        console.print(f"[yellow]note[/] {note}")
+        console.print(f"[yellow]note[/] {escape(note)}")
 
 
 class RichReporter:
@@ -85,10 +86,12 @@ class RichReporter:
         if record.status == "done" and outcome is not None:
             metric = record.spec.primary_metric
             self.progress.console.print(
-                f"[green]done[/]   {record.spec.label()}  {metric}={outcome.metrics[metric]:.4f}  "
+                f"[green]done[/]   {escape(record.spec.label())}  {escape(metric)}={outcome.metrics[metric]:.4f}  "
                 f"steps={outcome.steps}  {record.wall_seconds:.1f}s")
         else:
-            self.progress.console.print(f"[red]{record.status}[/] {record.spec.label()}  {cell_error_line(record)}")
+            # Task labels (`[seq_len=64]`), plug-in names and error text are data, not rich markup.
+            self.progress.console.print(f"[red]{record.status}[/] {escape(record.spec.label())}  "
+                                        f"{escape(cell_error_line(record))}")
 
 
 def print_summary(summary, db_url: str) -> None:

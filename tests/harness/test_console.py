@@ -1,0 +1,21 @@
+"""What the run prints: plug-in names, task labels and error text are shown as text, never as rich markup."""
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from attnbench.cell import CellRecord
+from attnbench.console import RichReporter
+from tests.harness.test_store import spec
+
+
+def test_bracketed_error_text_and_names_print_verbatim():
+    reporter = RichReporter()
+    out = io.StringIO()
+    reporter.progress.live.console = Console(file=out, width=200)
+    record = CellRecord(spec(0, mechanism="[red]evil[/red]"), "oom",
+                        error="RuntimeError: [enforce fail at alloc_cpu.cpp:121] data. DefaultCPUAllocator")
+    reporter.cell_finished(record)
+    text = out.getvalue()
+    assert "[enforce fail at alloc_cpu.cpp:121]" in text and "[red]evil[/red]" in text
