@@ -42,7 +42,9 @@ def _is_hub_id(model_ref: str) -> bool:
 
 
 def checkpoint_source(model_ref: str) -> str:
-    """A local folder as an absolute path, or a hub id that the local cache holds; else a clear error."""
+    """A local folder as an absolute path, or a hub id that the local cache holds; else a clear error
+    (also when transformers, which reads either, is not installed)."""
+    require_transformers()
     if not _is_hub_id(model_ref):
         path = os.path.abspath(os.path.expanduser(model_ref))
         if not os.path.exists(path):
@@ -74,6 +76,15 @@ def load(model_ref: str, *, dtype: str = "float32", device: str = "cpu",
     tokenizer = transformers.AutoTokenizer.from_pretrained(source, **options)
     model = transformers.AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **options)
     return model.to(device).eval(), tokenizer
+
+
+def model_shape(model: Any) -> dict[str, int]:
+    """Heads, key-value heads, head width and layers of a transformers model's attention, from its (text) config."""
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    heads = int(config.num_attention_heads)
+    return {"num_heads": heads, "num_kv_heads": int(getattr(config, "num_key_value_heads", None) or heads),
+            "head_dim": int(getattr(config, "head_dim", None) or config.hidden_size // heads),
+            "layers": int(config.num_hidden_layers)}
 
 
 def attention_key(spec: MechanismSpec, hparams: dict[str, Any]) -> str:

@@ -13,22 +13,13 @@ from typing import Any
 from attnbench.cell import CellOutcome
 from attnbench.mechanism import MechanismSpec
 from attnbench.mechanisms import dense
+from attnbench.pretrained import model_shape
 from attnbench.suite import CellContext
 from attnbench.suites.longbench.data import Loaded, config_name
 from attnbench.suites.longbench.metrics import (BUCKETS, DATASET2METRIC, bucket_scores, dataset_score,
                                                 example_score, metric_version)
 from attnbench.suites.longbench.prompts import MAX_NEW_TOKENS, STOP_AT_NEWLINE_DATASETS, prompt_ids
 from attnbench.suites.longbench.suite import LongBenchTask
-
-
-def model_shape(model: Any) -> dict[str, int]:
-    """Heads, key-value heads and head width of a transformers model's attention, from its config (as the needle
-    suite reads them; imported from there it would pull in the needle's trainer and scipy)."""
-    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    heads = int(config.num_attention_heads)
-    return {"num_heads": heads, "num_kv_heads": int(getattr(config, "num_key_value_heads", None) or heads),
-            "head_dim": int(getattr(config, "head_dim", None) or config.hidden_size // heads),
-            "layers": int(config.num_hidden_layers)}
 
 
 def generate(model: Any, tokenizer: Any, ids: list[int], max_new_tokens: int, stop_at_newline: bool = False) -> str:

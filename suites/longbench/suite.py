@@ -89,9 +89,8 @@ class LongBenchTask:
         if self.chat_template not in (None, True, False):
             raise ConfigError(f"longbench chat_template={self.chat_template!r} must be True, False or None (auto)")
         if self.model is not None:
-            from attnbench.pretrained import checkpoint_source, require_transformers
+            from attnbench.pretrained import checkpoint_source
 
-            require_transformers()
             checkpoint_source(str(self.model))
         if self.data_dir is not None:
             for name in self.names:  # every row is checked now: a malformed one is an error before any model loads
@@ -116,10 +115,11 @@ class LongBenchTask:
 def model_window(model: str) -> int:
     """The context window in the model's config (max_position_embeddings or its older names)."""
     from attnbench.pretrained import checkpoint_source, require_transformers
+
+    source = checkpoint_source(model)
     from huggingface_hub import constants
 
-    transformers = require_transformers()
-    config = transformers.AutoConfig.from_pretrained(checkpoint_source(model), local_files_only=True,
+    config = require_transformers().AutoConfig.from_pretrained(source, local_files_only=True,
                                                      cache_dir=constants.HF_HUB_CACHE)
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):

@@ -17,16 +17,8 @@ from attnbench.suite import CellContext
 from attnbench.suites.needle.data import generate
 from attnbench.suites.needle.metrics import postprocess_pred, string_match_all
 from attnbench.suites.needle.scratch import EVAL_SEED_OFFSET, grid_metrics
+from attnbench.pretrained import model_shape
 from attnbench.suites.needle.suite import NeedleTask
-
-
-def model_shape(model: Any) -> dict[str, int]:
-    """Heads, key-value heads and head width of a transformers model's attention, from its config."""
-    config = model.config
-    heads = int(config.num_attention_heads)
-    return {"num_heads": heads, "num_kv_heads": int(getattr(config, "num_key_value_heads", None) or heads),
-            "head_dim": int(getattr(config, "head_dim", None) or config.hidden_size // heads),
-            "layers": int(config.num_hidden_layers)}
 
 
 def inference_costs(mechanism: MechanismSpec, hparams: dict[str, Any], model: Any, length: int) -> dict[str, float]:

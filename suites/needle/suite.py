@@ -123,13 +123,13 @@ class NeedleTask:
         from attnbench.suites.needle.data import TASKS, read_essays
 
         if self.model is not None:
-            check_model_reference(self.model)
+            from attnbench.pretrained import checkpoint_source
             from attnbench.suites.needle.data import generate
+
+            source = checkpoint_source(str(self.model))  # a local folder that exists, or a cached hub id
             from transformers import AutoTokenizer
 
-            from attnbench.pretrained import checkpoint_source
-
-            tokenizer = AutoTokenizer.from_pretrained(checkpoint_source(str(self.model)), local_files_only=True)
+            tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
             for length in self.lengths:  # a clear error now for a length the prompt alone overflows
                 generate(self.niah_task, count_tokens=tokenizer, max_seq_length=length, num_samples=1, seed=0,
                          tokens_to_generate=self.tokens_to_generate, essay_dir=self.essay_dir)
@@ -138,14 +138,6 @@ class NeedleTask:
                 raise ConfigError(f"needle niah_task {self.niah_task!r} reads an essay haystack: "
                                   f"--set essay_dir=FOLDER (a folder of .txt files)")
             read_essays(self.essay_dir)
-
-
-def check_model_reference(model: str) -> None:
-    """A local checkpoint folder that exists, or a hub id the local cache holds; else one clear error."""
-    from attnbench.pretrained import checkpoint_source, require_transformers
-
-    require_transformers()
-    checkpoint_source(str(model))
 
 
 SMOKE_DEPTHS = (0.0, 25.0, 50.0, 75.0, 100.0)
