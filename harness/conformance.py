@@ -65,6 +65,16 @@ def _inputs(batch: int, length: int, dim: int, seed: int, dtype: torch.dtype = t
     return torch.randn(batch, length, dim, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(dtype)
 
 
+def output_mismatch(x: torch.Tensor, out: torch.Tensor, where: str = "") -> CheckResult | None:
+    """The shape_dtype failure of one call, if any: a mechanism returns its input's shape and dtype, finite."""
+    if out.shape != x.shape or out.dtype != x.dtype:
+        return CheckResult("shape_dtype", False, f"input {tuple(x.shape)} {x.dtype} gave output "
+                                                 f"{tuple(out.shape)} {out.dtype}")
+    if not torch.isfinite(out).all():
+        return CheckResult("shape_dtype", False, f"non-finite output for input {tuple(x.shape)} {x.dtype}{where}")
+    return None
+
+
 def _shapes(spec, dim, hparams, causal, seed) -> CheckResult:
     for dtype in (torch.float32, torch.float64):
         module = _build(spec, dim, hparams, causal, seed, dtype)
@@ -73,11 +83,9 @@ def _shapes(spec, dim, hparams, causal, seed) -> CheckResult:
                 x = _inputs(batch, length, dim, seed, dtype)
                 with torch.no_grad():
                     out = module(x)
-                if out.shape != x.shape or out.dtype != x.dtype:
-                    return CheckResult("shape_dtype", False, f"input {tuple(x.shape)} {x.dtype} gave output "
-                                                             f"{tuple(out.shape)} {out.dtype}")
-                if not torch.isfinite(out).all():
-                    return CheckResult("shape_dtype", False, f"non-finite output at batch {batch}, length {length}")
+                failure = output_mismatch(x, out)
+                if failure:
+                    return failure
     return CheckResult("shape_dtype", True, f"batch 1-2, lengths {', '.join(map(str, LENGTHS))}, float32/64")
 
 

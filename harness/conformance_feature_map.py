@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import nn
 
-from attnbench.conformance import CheckResult, flops_verdict
+from attnbench.conformance import CheckResult, flops_verdict, output_mismatch
 from attnbench.mechanism import MechanismSpec
 
 CHANNELS = (16, 64)
@@ -59,12 +59,9 @@ def _shapes(spec, channel_counts, hparams, seed) -> CheckResult:
                         x = _inputs(batch, channels, size, seed, dtype)
                         with torch.no_grad():
                             out = module(x)
-                        if out.shape != x.shape or out.dtype != x.dtype:
-                            return CheckResult("shape_dtype", False, f"input {tuple(x.shape)} {x.dtype} gave output "
-                                                                     f"{tuple(out.shape)} {out.dtype}")
-                        if not torch.isfinite(out).all():
-                            return CheckResult("shape_dtype", False, f"non-finite output for input {tuple(x.shape)} "
-                                                                     f"{x.dtype} ({'train' if training else 'eval'})")
+                        failure = output_mismatch(x, out, f" ({'train' if training else 'eval'})")
+                        if failure:
+                            return failure
     sizes = ", ".join(f"{h}x{w}" for h, w in SIZES)
     return CheckResult("shape_dtype", True, f"channels {_join(channel_counts)}, batch 1-2, sizes {sizes}, "
                                             f"float32/64, train and eval")
