@@ -190,6 +190,11 @@ def check_mechanism(spec: MechanismSpec, hparams: Mapping[str, Any] | None = Non
         channels = (dim,) if dim else CHANNELS
         return _run_checks(ConformanceReport(spec.name, params, max(channels)),
                            feature_map_checks(spec, params, channels, seed))
+    if spec.kind == "fusion":
+        from attnbench.conformance_fusion import fusion_checks
+
+        width = dim or check_width(params)
+        return _run_checks(ConformanceReport(spec.name, params, width), fusion_checks(spec, params, width, seed))
     width = dim or check_width(params)
     report = ConformanceReport(spec.name, params, width)
     causal = spec.supports_causal

@@ -61,11 +61,24 @@ class CacheCost:
 
 
 @dataclass(frozen=True)
+class FusionMasks:
+    """Which tokens of a `fusion` call are real, as (B, Lq) and (B, Lk) boolean tensors (True = a token,
+    False = padding); None means every token is real. A fusion mechanism must not let a padded token
+    change any output at a real query position; outputs at padded query positions need only be finite.
+    (Plain tensors, so this module stays torch-free.)"""
+
+    x: Any = None
+    context: Any = None
+
+
+@dataclass(frozen=True)
 class MechanismSpec:
     """A registered mechanism.
 
     `build(dim, causal=..., **hparams)` returns the module; for the `sequence` kind it maps
-    `(B, L, D) -> (B, L, D)`. `flops(batch, seq_len, dim, causal=..., **hparams)` is the analytic
+    `(B, L, D) -> (B, L, D)`. A `fusion` module is built as `build(dim, **hparams)`, is called as
+    `module(x (B, Lq, D), context (B, Lk, D), masks: FusionMasks | None)` and returns (B, Lq, D), the
+    update a model adds to x; its `flops(batch, q_len, kv_len, dim, **hparams)` costs one call. `flops(batch, seq_len, dim, causal=..., **hparams)` is the analytic
     cost of one forward pass. `flops_exact` says the declared FLOPs equal what FlopCounterMode
     counts on the reference implementation; sparse mechanisms whose readable reference computes
     densely and masks declare their effective work instead and set it False.

@@ -39,6 +39,11 @@ def test_paper_defaults_build_and_declare_costs(name):
         expected_zero = name in ELEMENTWISE_ONLY
         assert (flops.total == 0) if expected_zero else (flops.total == flops.attention > 0)
         return
+    if spec.kind == "fusion":  # (batch, query length, context length, width); no cache: nothing is decoded
+        flops = spec.flops(1, 24, 196, 256, **hparams)
+        assert spec.cache is None and spec.build(256, **hparams) is not None
+        assert flops.total > 0 and flops.attention > 0
+        return
     if spec.kind == "pretrained":  # (batch, length, heads, head width); cache: (length, kv heads, head width)
         flops, cost_args = spec.flops(1, 128, 8, 32, causal=True, **hparams), (128, 8, 32)
     else:

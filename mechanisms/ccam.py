@@ -1,0 +1,63 @@
+"""Causal cross-attention masks — "Video-CCAM: Enhancing Video-Language Understanding with Causal
+Cross-Attention Masks for Short and Long Videos" (Fei et al., 2024).
+
+Plain cross-attention is blind to the order of its context. Video-CCAM splits its queries into as
+many consecutive blocks as there are frames and lets block t read frames 0..t only, a lower-triangular
+mask over (query block, frame). Here the context's Lk tokens form `frames` consecutive groups
+(frame of token j = floor(j F / Lk); `frames=None` makes every token its own step, as for one image
+read in raster order), and query i reads frame f iff f Lq < (i + 1) F: with Lq a multiple of F that is
+exactly Video-CCAM's blocks, the last query reads everything and the first reads frame 0. Costs are
+those of `cross`: the dense reference masks, it does not skip.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from attnbench.errors import ConfigError
+from attnbench.mechanism import FlopBreakdown, FusionMasks, MechanismSpec
+from attnbench.mechanisms import cross
+from attnbench.mechanisms._fusion import CrossProjection, padding
+
+
+def causal_cross_mask(q_len: int, kv_len: int, frames: int | None, device: torch.device | None = None) -> torch.Tensor:
+    """(Lq, Lk) bool: which context tokens each query may read."""
+    steps = kv_len if frames is None else min(frames, kv_len)
+    frame = torch.arange(kv_len, device=device) * steps // kv_len
+    query = torch.arange(q_len, device=device)
+    return frame[None, :] * q_len < (query[:, None] + 1) * steps
+
+
+class CausalCrossAttention(nn.Module):
+    def __init__(self, dim: int, num_heads: int = 8, frames: int | None = None, bias: bool = True) -> None:
+        super().__init__()
+        if frames is not None and (isinstance(frames, bool) or not isinstance(frames, int) or frames < 1):
+            raise ConfigError(f"ccam frames={frames!r} must be a positive integer or None")
+        self.frames = frames
+        self.attn = CrossProjection(dim, num_heads, bias)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor, masks: FusionMasks | None = None) -> torch.Tensor:
+        _, context_mask = padding(masks, x, context)
+        order = causal_cross_mask(x.shape[1], context.shape[1], self.frames, x.device)
+        return self.attn(x, context, order[None] & context_mask[:, None, :])
+
+
+def flops(batch: int, q_len: int, kv_len: int, dim: int, num_heads: int = 8, **_: object) -> FlopBreakdown:
+    return cross.flops(batch, q_len, kv_len, dim, num_heads=num_heads)
+
+
+def build(dim: int, **hparams: object) -> CausalCrossAttention:
+    return CausalCrossAttention(dim, **hparams)
+
+
+SPEC = MechanismSpec(
+    name="ccam",
+    kind="fusion",
+    description="Cross-attention with a causal mask over the context's order (Video-CCAM).",
+    paper="Fei et al., Video-CCAM: Enhancing Video-Language Understanding with Causal Cross-Attention Masks "
+          "for Short and Long Videos, arXiv:2408.14023",
+    build=build,
+    flops=flops,
+    defaults={"num_heads": 8, "frames": None},
+    supports_causal=False,
+)

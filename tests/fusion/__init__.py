@@ -1,0 +1,1 @@
+"""Tests of the `fusion` mechanism kind: its conformance checks and its built-ins."""
