@@ -1,0 +1,249 @@
+"""Med-VQA as an attnbench suite: `fusion` mechanisms between a question encoder and an image encoder,
+trained from scratch on one FLOP budget (group `medical`).
+
+Profiles:
+* `smoke` (CPU, seconds per cell) trains a width-64 model (16 image tokens of 8x8 patches, one question
+  layer, two fusion layers) on a synthetic scan-and-question set generated in memory
+  (`attnbench.suites.medvqa.synthetic`; the task label says `synthetic`). With `--set data=NAME
+  --set root=DIR` it reads a real data set instead.
+* `paper` (GPU) reads a real data set (`--set root=DIR`, required; `data` is `vqa-rad` unless set to
+  `vqa-rad-mevf`, `slake` or `vqa-med-2019`) at 224 px (196 tokens of 16x16 patches), width 256, two
+  question and two fusion layers. This model is this benchmark's, not a published one: the published
+  Med-VQA systems fuse pretrained encoders, and their numbers are not comparable with these.
+
+The default budget is what the model with plain cross-attention (`cross`, the kind's reference) spends
+in `epochs_for_default_budget` epochs of the training questions; every mechanism gets that budget.
+Metrics: `accuracy` (primary; every test question), `closed_accuracy`, `open_accuracy`; for VQA-Med-2019
+also `strict_accuracy`, `bleu` and accuracy per category (`metrics`). `lenient=true` skips unusable rows
+(counted in `details.skipped`) instead of refusing the data set. Torch is imported only by cells.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Mapping
+
+from attnbench.budget import Budget
+from attnbench.cell import CellOutcome, CellSpec
+from attnbench.errors import ConfigError
+from attnbench.suite import CellContext, Suite, Task
+
+DATA = ("synthetic", "vqa-rad", "vqa-rad-mevf", "slake", "vqa-med-2019")
+LANGUAGES = ("en", "zh", "all")
+STEMMERS = ("snowball", "none")
+DEFAULT_SYNTHETIC = ((400, 100, 200), 0)  # images per split (train, val, test; three questions each), seed
+INTS = ("image_size", "patch_size", "dim", "text_layers", "fusion_layers", "mlp_ratio", "text_heads",
+        "max_question_tokens", "batch_size")
+
+
+@dataclass(frozen=True)
+class MedVQATask:
+    data: str
+    root: str | None
+    language: str
+    lenient: bool
+    synthetic_images: tuple[int, ...] | None
+    data_seed: int | None
+    image_size: int
+    patch_size: int
+    dim: int
+    text_layers: int
+    fusion_layers: int
+    mlp_ratio: int
+    text_heads: int
+    max_question_tokens: int
+    batch_size: int
+    learning_rate: float
+    weight_decay: float
+    epochs_for_default_budget: float
+    bleu_stemmer: str = "snowball"
+
+    @property
+    def label(self) -> str:
+        if self.data == "synthetic":
+            return f"synthetic-{self.image_size}px"
+        return f"{self.data}-{self.language}" if self.data == "slake" else self.data
+
+    def as_task(self) -> Task:
+        return Task(self.label, {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()})
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> MedVQATask:
+        values = dict(config)
+        if isinstance(values.get("synthetic_images"), list):
+            values["synthetic_images"] = tuple(values["synthetic_images"])
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise ConfigError(f"Med-VQA task settings: {exc}") from None
+
+    def normalised(self) -> MedVQATask:
+        """Synthetic data gets its generator settings; real data has none (what the config says is used).
+        `lenient` also takes the words true and false, as a shell user types them."""
+        if isinstance(self.lenient, str) and self.lenient.lower() in ("true", "false"):
+            return replace(self, lenient=self.lenient.lower() == "true").normalised()
+        if self.data == "synthetic":
+            return replace(self, synthetic_images=self.synthetic_images or DEFAULT_SYNTHETIC[0],
+                           data_seed=DEFAULT_SYNTHETIC[1] if self.data_seed is None else self.data_seed)
+        return replace(self, synthetic_images=None, data_seed=None)
+
+    def validate(self) -> None:
+        """Fail at planning time, with the setting named; real data is read (not decoded) here."""
+        _one_of("data", self.data, DATA)
+        _one_of("language", self.language, LANGUAGES)
+        _one_of("bleu_stemmer", self.bleu_stemmer, STEMMERS)
+        if not isinstance(self.lenient, bool):
+            raise ConfigError(f"Med-VQA lenient={self.lenient!r} must be True or False")
+        for name in INTS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"Med-VQA {name}={value!r} must be a positive integer")
+        if self.image_size % self.patch_size:
+            raise ConfigError(f"Med-VQA patch_size={self.patch_size} must divide image_size={self.image_size}")
+        if self.dim % self.text_heads:
+            raise ConfigError(f"Med-VQA text_heads={self.text_heads} must divide dim={self.dim}")
+        for name in ("learning_rate", "epochs_for_default_budget"):
+            if not _number(getattr(self, name)) or not getattr(self, name) > 0:
+                raise ConfigError(f"Med-VQA {name}={getattr(self, name)!r} must be a positive number")
+        if not _number(self.weight_decay) or self.weight_decay < 0:
+            raise ConfigError(f"Med-VQA weight_decay={self.weight_decay!r} must be a number >= 0")
+        if self.data == "synthetic":
+            if self.root is not None:
+                raise ConfigError("Med-VQA root is set but data=synthetic: also --set data=vqa-rad (or "
+                                  "vqa-rad-mevf, slake, vqa-med-2019)")
+            counts = self.synthetic_images
+            if (not isinstance(counts, tuple) or len(counts) != 3
+                    or any(isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in counts)
+                    or counts[0] < 1 or counts[2] < 1):
+                raise ConfigError(f"Med-VQA synthetic_images={counts!r} must be three image counts (train, val, "
+                                  f"test), train and test at least 1")
+            if not isinstance(self.data_seed, int) or isinstance(self.data_seed, bool):
+                raise ConfigError(f"Med-VQA data_seed={self.data_seed!r} must be an integer")
+        if self.root is not None and not isinstance(self.root, str):
+            raise ConfigError(f"Med-VQA root={self.root!r} must be a folder path")
+        if self.data == "vqa-med-2019" and self.bleu_stemmer == "snowball":
+            from attnbench.suites.medvqa.bleu import snowball_stemmer
+
+            snowball_stemmer()
+        if self.root is not None:
+            _require_pillow()
+        if self.data == "synthetic" or self.root is not None:
+            questions, _ = train_questions(self)
+            if self.batch_size > questions:
+                raise ConfigError(f"Med-VQA batch_size={self.batch_size} exceeds the {questions} training questions")
+
+    def model_config(self, vocab_size: int, num_answers: int):
+        from attnbench.suites.medvqa.model import ModelConfig
+
+        return ModelConfig(self.image_size, self.patch_size, self.dim, vocab_size, self.max_question_tokens,
+                           self.text_layers, self.fusion_layers, self.mlp_ratio, num_answers, self.text_heads)
+
+    def metric_version(self) -> str:
+        version = "medvqa-exact-nfkc-lower-v1"
+        if self.data == "vqa-med-2019":
+            version += f"/vqa-med-bleu-regex-nltk179stop-{self.bleu_stemmer}-method0"
+        return version
+
+
+@functools.lru_cache(maxsize=8)
+def _counts(data: str, root: str | None, language: str, lenient: bool, synthetic: tuple | None, seed: int | None,
+            size: int) -> tuple[int, int]:
+    """(training questions, answer classes) of a data set, from its records only."""
+    from attnbench.suites.medvqa.normalise import normalise_answer
+
+    if data == "synthetic":
+        from attnbench.suites.medvqa.synthetic import generate
+
+        rows = generate(synthetic, 1, seed).splits["train"]
+    else:
+        from attnbench.suites.medvqa.loaders import load
+
+        rows = load(data, root, language, lenient).splits["train"]
+    return len(rows), len({normalise_answer(e.answer) for e in rows})
+
+
+def train_questions(task: MedVQATask) -> tuple[int, int]:
+    return _counts(task.data, task.root, task.language, task.lenient, task.synthetic_images, task.data_seed,
+                   task.image_size)
+
+
+def _require_pillow() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("PIL") is None:
+        raise ConfigError("Med-VQA reads images with Pillow: pip install 'attnbench[vision]'")
+
+
+def _one_of(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"Med-VQA {name}={value!r} is not one of {', '.join(allowed)}")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+SMOKE = dict(
+    data="synthetic", root=None, language="en", lenient=False, synthetic_images=DEFAULT_SYNTHETIC[0],
+    data_seed=DEFAULT_SYNTHETIC[1], image_size=32, patch_size=8, dim=64, text_layers=1, fusion_layers=2,
+    mlp_ratio=2, text_heads=4, max_question_tokens=12, batch_size=32, learning_rate=2e-3, weight_decay=0.05,
+    epochs_for_default_budget=20,
+)
+PAPER = dict(
+    data="vqa-rad", root=None, language="en", lenient=False, synthetic_images=None, data_seed=None, image_size=224,
+    patch_size=16, dim=256, text_layers=2, fusion_layers=2, mlp_ratio=4, text_heads=8, max_question_tokens=24,
+    batch_size=64, learning_rate=1e-3, weight_decay=0.05, epochs_for_default_budget=40,
+)
+TASKS = {"smoke": (MedVQATask(**SMOKE),), "paper": (MedVQATask(**PAPER),)}
+
+
+class MedVQASuite(Suite):
+    name = "medvqa"
+    description = "Medical VQA (VQA-RAD, SLAKE, VQA-Med-2019): fusion attention between question and image."
+    accepts = ("fusion",)
+    groups = ("medical",)
+    primary_metric = "accuracy"
+    higher_is_better = True
+    profiles = tuple(TASKS)
+    version = "1"
+
+    def tasks(self, profile: str) -> list[Task]:
+        self.check_profile(profile)
+        return [task.as_task() for task in TASKS[profile]]
+
+    def make_task(self, config: Any, label: str) -> Task:
+        task = MedVQATask.from_config(config).normalised()
+        task.validate()
+        return task.as_task()
+
+    def settings(self, profile: str) -> set[str]:
+        return {f.name for f in fields(MedVQATask)}
+
+    def pairs_with(self, task: Task, mechanism: Any) -> tuple[bool, str | None]:
+        if task.config["data"] != "synthetic" and not task.config["root"]:
+            return False, (f"medvqa reads {task.config['data']} in this profile: --set root=DIR "
+                           f"(and --set data=vqa-rad|vqa-rad-mevf|slake|vqa-med-2019)")
+        return True, None
+
+    def default_seeds(self, profile: str) -> int:
+        return 2 if profile == "smoke" else 3
+
+    def mechanism_overrides(self, profile: str) -> dict[str, Any]:
+        return {"num_heads": 4} if profile == "smoke" else {}  # smoke width 64: four heads of 16
+
+    def default_budget(self, profile: str, task: Task) -> Budget:
+        """What the model with `cross` spends in `epochs_for_default_budget` epochs of the training questions."""
+        from attnbench.mechanisms import cross
+        from attnbench.suites.medvqa.model import forward_flops
+
+        spec = MedVQATask.from_config(task.config)
+        questions, answers = train_questions(spec)
+        hparams = cross.SPEC.hparams(profile, self.mechanism_overrides(profile))
+        per_question = 3 * forward_flops(spec.model_config(2, answers), cross.SPEC, hparams, batch=1)["total"]
+        return Budget("flops", float(per_question * questions * spec.epochs_for_default_budget))
+
+    def run_cell(self, cell: CellSpec, mechanism: Any, ctx: CellContext) -> CellOutcome:
+        from attnbench.suites.medvqa.train import train_and_evaluate
+
+        task = MedVQATask.from_config(cell.task_config)
+        return train_and_evaluate(task, mechanism, dict(cell.hparams), cell.budget, cell.seed, ctx)

@@ -1,0 +1,112 @@
+"""One Med-VQA cell: train the model under the budget, predict the test answers, score them."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from attnbench.budget import Budget
+from attnbench.cell import CellOutcome
+from attnbench.mechanism import MechanismSpec
+from attnbench.suite import CellContext
+from attnbench.suites.medvqa.metrics import closed_open_accuracy, vqa_med_metrics
+from attnbench.suites.medvqa.model import Batch, VQAModel, forward_flops
+from attnbench.suites.medvqa.prepare import Split, data_key, prepare
+from attnbench.suites.medvqa.suite import MedVQATask
+from attnbench.training import adamw, train_under_budget
+
+EVAL_BATCH = 256
+
+
+class EpochSampler:
+    """Full batches of training questions, reshuffled every epoch with the cell's seed (the last partial
+    batch of an epoch is left out, so every step costs what the budget counts)."""
+
+    def __init__(self, usable: torch.Tensor, batch_size: int, seed: int) -> None:
+        self.usable, self.batch_size = usable, batch_size
+        self.per_epoch = max(1, len(usable) // batch_size)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.order = usable
+
+    def __call__(self, step: int) -> torch.Tensor:
+        if step % self.per_epoch == 0:
+            self.order = self.usable[torch.randperm(len(self.usable), generator=self.generator)]
+        start = (step % self.per_epoch) * self.batch_size
+        return self.order[start:start + self.batch_size]
+
+
+def _batch(split: Split, index: torch.Tensor, device: torch.device) -> Batch:
+    return Batch(split.images[split.image_index[index]].to(device), split.tokens[index].to(device),
+                 split.token_mask[index].to(device))
+
+
+@torch.no_grad()
+def predict(model: VQAModel, split: Split, answers: tuple[str, ...], device: torch.device) -> list[str]:
+    model.eval()
+    chosen = [model(_batch(split, index, device)).argmax(-1).cpu()
+              for index in torch.arange(len(split.examples)).split(EVAL_BATCH)]
+    return [answers[i] for i in torch.cat(chosen).tolist()] if chosen else []
+
+
+def score(task: MedVQATask, split: Split, predictions: list[str]) -> dict[str, float]:
+    rows = split.examples
+    if task.data == "vqa-med-2019":
+        return vqa_med_metrics(predictions, [e.answer for e in rows], [e.answer_type for e in rows],
+                               [e.category for e in rows], task.bleu_stemmer)
+    return closed_open_accuracy(predictions, [e.answer for e in rows], [e.answer_type for e in rows])
+
+
+def train_and_evaluate(task: MedVQATask, mechanism: MechanismSpec, hparams: dict[str, Any], budget: Budget, seed: int,
+                       ctx: CellContext) -> CellOutcome:
+    device = torch.device(ctx.device)
+    prepared = prepare(data_key(task))
+    train = prepared.splits["train"]
+    config = task.model_config(len(prepared.vocabulary), len(prepared.answers))
+    torch.manual_seed(seed)
+    model = VQAModel(config, mechanism, hparams).to(device)
+    optimizer = adamw(model, task.learning_rate, task.weight_decay)
+    usable = (train.targets >= 0).nonzero().flatten()
+    sampler = EpochSampler(usable, task.batch_size, seed)
+
+    def next_batch(step: int) -> tuple[Batch, torch.Tensor]:
+        index = sampler(step)
+        return _batch(train, index, device), train.targets[index].to(device)
+
+    # A step counts as three forward passes, as the default budget does (FlopCounterMode measures that less
+    # the patch embedding's gradient with respect to the pixels, which nothing needs).
+    step_flops = 3 * forward_flops(config, mechanism, hparams, task.batch_size)["total"]
+    result = train_under_budget(model, next_batch, F.cross_entropy, optimizer, budget, flops_per_step=step_flops,
+                                tokens_per_step=task.batch_size, on_step=ctx.on_step)
+    answers = prepared.answers.answers
+    test = prepared.splits["test"]
+    metrics = score(task, test, predict(model, test, answers, device))
+    metrics["answer_coverage"] = float((test.targets >= 0).float().mean())
+    if prepared.splits.get("val") and prepared.splits["val"].examples:
+        metrics["val_accuracy"] = score(task, prepared.splits["val"],
+                                        predict(model, prepared.splits["val"], answers, device))["accuracy"]
+    metrics["final_train_loss"] = result.final_loss
+    per_question = forward_flops(config, mechanism, hparams, batch=1)
+    types = [e.answer_type for e in test.examples]
+    return CellOutcome(
+        metrics=metrics,
+        costs={f"flops_{part}": per_question[f"mechanism_{part}"] for part in ("attention", "selection", "projections")},
+        budget_used=result.meter.used(),
+        flops=result.meter.flops,
+        steps=result.meter.steps,
+        params=sum(p.numel() for p in model.parameters()),
+        details={
+            "used": result.meter.as_dict(),
+            "epochs": result.meter.steps / sampler.per_epoch,
+            "split_sizes": prepared.data.sizes(),
+            "closed_open_counts": {"CLOSED": types.count("CLOSED"), "OPEN": types.count("OPEN")},
+            "skipped": dict(prepared.data.skipped),
+            "answer_classes": len(answers),
+            "vocabulary": len(prepared.vocabulary),
+            "metric_version": task.metric_version(),
+            "flops_per_step": step_flops,
+            "forward_flops_per_question": per_question,
+            "mechanism_hparams": hparams,
+            "losses": result.losses[-20:],
+        },
+    )
