@@ -7,12 +7,16 @@ mechanism and an evicting one are compared on the cost that differs.
 Each seed's score is the primary metric averaged over the suite's tasks; the row shows the
 mean and Student-t 95% interval of those per-seed scores. Only cells that finished count; a
 re-run of the same cell replaces the earlier one. Failed cells are counted, never hidden.
+
+A suite whose headline is a mean of parts (RewardBench's Chat, Chat Hard, Safety, Reasoning) stores
+each part as a metric named `section/<name>`; a table whose cells have them shows one column per
+section, the mean over the mechanism's finished cells, beside the headline.
 """
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Iterable
 
 import numpy as np
@@ -22,6 +26,7 @@ from scipy.stats import t as student_t
 from attnbench.cell import COST_COLUMNS
 
 TABLE_KEYS = ["suite", "profile", "budget_kind", "budget_value"]
+SECTION_PREFIX = "section/"
 
 
 @dataclass
@@ -50,6 +55,7 @@ class LeaderboardRow:
     state_bytes: float
     failed: int
     rank: int = 0
+    sections: dict[str, float] = field(default_factory=dict)  # `section/<name>` metrics, by name
 
 
 def latest_per_cell(cells: pd.DataFrame) -> pd.DataFrame:
@@ -78,6 +84,9 @@ def build(cells: pd.DataFrame, suite: str | None = None) -> list[LeaderboardRow]
     numeric = ["flops_used", "params", "wall_seconds", "peak_memory_bytes", *[c for c in COST_COLUMNS if c in done]]
     costs = done[keys].join(done[numeric].apply(pd.to_numeric, errors="coerce")).groupby(keys, sort=False).mean()
     tasks = done.groupby(keys, sort=False)["task"].nunique()
+    section_columns = [c for c in done.columns if isinstance(c, str) and c.startswith(SECTION_PREFIX)]
+    sections = (done[keys].join(done[section_columns].apply(pd.to_numeric, errors="coerce"))
+                .groupby(keys, sort=False).mean() if section_columns else pd.DataFrame())
     meta = latest.groupby(keys, sort=True).agg(metric=("primary_metric", "last"), higher=("higher_is_better", "last"),
                                                 failed=("_failed", "sum"))
     rows_by_table: dict[tuple, list[LeaderboardRow]] = {}
@@ -95,7 +104,9 @@ def build(cells: pd.DataFrame, suite: str | None = None) -> list[LeaderboardRow]
             ci_low=low, ci_high=high, n_seeds=n, n_tasks=int(tasks.get(key, 0)), flops=cost_of("flops_used"),
             params=cost_of("params"), wall_seconds=cost_of("wall_seconds"),
             peak_memory_bytes=cost_of("peak_memory_bytes"), **{name: cost_of(name) for name in COST_COLUMNS},
-            failed=int(info["failed"])))
+            failed=int(info["failed"]),
+            sections=({name[len(SECTION_PREFIX):]: float(value) for name, value in sections.loc[key].items()
+                       if pd.notna(value)} if key in sections.index else {})))
     return [row for table_key in sorted(rows_by_table) for row in _ranked(rows_by_table[table_key])]
 
 
@@ -149,19 +160,24 @@ def title(key: tuple) -> str:
     return f"{suite} · profile {profile} · budget {budget_value:.3g} {budget_kind}"
 
 
+def section_names(rows: list[LeaderboardRow]) -> list[str]:
+    """The sections any row of one table has, in order of first appearance."""
+    return list(dict.fromkeys(name for row in rows for name in row.sections))
+
+
 def columns(rows: list[LeaderboardRow]) -> list[str]:
-    """Column headers for one table; the primary metric names its own column."""
+    """Column headers for one table; the primary metric names its own column, its sections follow the interval."""
     metric = rows[0].metric + (" ↑" if rows[0].higher_is_better else " ↓")
-    return ["rank", "mechanism", metric, "95% CI", "seeds", "FLOPs", "params", "KV kept", "KV/token", "state",
-            "wall s", "peak mem", "failed"]
+    return ["rank", "mechanism", metric, "95% CI", *section_names(rows), "seeds", "FLOPs", "params", "KV kept",
+            "KV/token", "state", "wall s", "peak mem", "failed"]
 
 
-def cells_of(row: LeaderboardRow) -> list[str]:
-    """A row as display strings, shared by the terminal and Markdown renderings."""
+def cells_of(row: LeaderboardRow, sections: Iterable[str] = ()) -> list[str]:
+    """A row as display strings, shared by the terminal and Markdown renderings; `sections` are its table's."""
     ci = "—" if math.isnan(row.ci_low) else f"{_score(row.ci_low, 3)}–{_score(row.ci_high, 3)}"
     return [
         str(row.rank) if row.rank else "—", row.mechanism, "—" if math.isnan(row.mean) else _score(row.mean, 4),
-        ci, str(row.n_seeds), _si(row.flops), _si(row.params), _bytes(row.kv_cache_bytes),
+        ci, *(_score(row.sections[name], 4) if name in row.sections else "—" for name in sections), str(row.n_seeds), _si(row.flops), _si(row.params), _bytes(row.kv_cache_bytes),
         _bytes(row.kv_read_bytes_per_token), _bytes(row.state_bytes), "—" if math.isnan(row.wall_seconds) else f"{row.wall_seconds:.1f}", _bytes(row.peak_memory_bytes),
         str(row.failed),
     ]
@@ -198,7 +214,8 @@ def to_markdown(rows: list[LeaderboardRow]) -> str:
         parts.append("| " + " | ".join(headers) + " |")
         parts.append("|" + "|".join("---" for _ in headers) + "|")
         for row in table_rows:
-            parts.append("| " + " | ".join(c.replace("|", "\\|") for c in cells_of(row)) + " |")
+            parts.append("| " + " | ".join(c.replace("|", "\\|") for c in cells_of(row, section_names(table_rows)))
+                         + " |")
         parts.append("")
     return "\n".join(parts)
 
@@ -212,6 +229,6 @@ def to_rich_tables(rows: list[LeaderboardRow]) -> list:
         for column in columns(table_rows):
             table.add_column(column, justify="left" if column == "mechanism" else "right", no_wrap=True)
         for row in table_rows:
-            table.add_row(*cells_of(row))
+            table.add_row(*cells_of(row, section_names(table_rows)))
         rendered.append(table)
     return rendered

@@ -1,6 +1,7 @@
 """Pretrained Hugging Face language models with a `pretrained`-kind mechanism as their attention.
 
     model, tokenizer = load("meta-llama/Llama-3.2-1B", dtype="bfloat16", device="cuda")
+    reward_model, _ = load("Ray2333/GRM-Gemma-2B-rewardmodel-ft", head="sequence-classification")
     install(model, MECHANISMS.get("streaming"), {"num_sinks": 4, "window": 2000})
     answers = greedy_generate(model, tokenizer, prompts, max_new_tokens=32)
 
@@ -62,19 +63,34 @@ def checkpoint_source(model_ref: str) -> str:
     return model_ref
 
 
-def load(model_ref: str, *, dtype: str = "float32", device: str = "cpu",
-         trust_remote_code: bool = False) -> tuple[Any, Any]:
-    """(model, tokenizer) of a causal LM from a local checkpoint folder or a locally cached hub id, in eval mode."""
+# What a checkpoint is loaded as: transformers' auto class for each head.
+HEADS = {"causal-lm": "AutoModelForCausalLM", "sequence-classification": "AutoModelForSequenceClassification"}
+
+
+def load(model_ref: str, *, dtype: str = "float32", device: str = "cpu", trust_remote_code: bool = False,
+         head: str = "causal-lm") -> tuple[Any, Any]:
+    """(model, tokenizer) from a local checkpoint folder or a locally cached hub id, in eval mode.
+
+    `head`: "causal-lm" (a language model) or "sequence-classification" (e.g. a reward model's scalar head).
+    """
     transformers = require_transformers()
     if dtype not in DTYPES:
         raise ConfigError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+    if head not in HEADS:
+        raise ConfigError(f"model head {head!r} is not one of {', '.join(HEADS)}")
     source = checkpoint_source(model_ref)
     from huggingface_hub import constants
 
     # the cache that checkpoint_source looked in, whatever transformers read from the environment at import
     options = {"local_files_only": True, "trust_remote_code": trust_remote_code, "cache_dir": constants.HF_HUB_CACHE}
     tokenizer = transformers.AutoTokenizer.from_pretrained(source, **options)
-    model = transformers.AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **options)
+    try:
+        model = getattr(transformers, HEADS[head]).from_pretrained(source, dtype=dtype, **options)
+    except ValueError as exc:  # the auto class names no model of this head for the checkpoint's architecture
+        if "Unrecognized configuration class" not in str(exc):
+            raise
+        raise ConfigError(f"model {model_ref} has no {head} form in transformers "
+                          f"({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
     return model.to(device).eval(), tokenizer
 
 

@@ -188,6 +188,7 @@ def render_site(cells: pd.DataFrame, runs: pd.DataFrame, out: str | Path) -> lis
             plots = [p for p in (scatter(table_rows, "flops", "training FLOPs"),
                                  scatter(table_rows, "kv_cache_bytes", "KV cache kept (bytes per layer)")) if p]
             tables.append({"title": leaderboard.title(key), "columns": leaderboard.columns(table_rows),
+                           "sections": leaderboard.section_names(table_rows),
                            "entries": entries, "plots": plots,
                            "heatmaps": [heatmap(g) for g in grid.for_table(all_grids, key)]})
         path = out / pages[suite]
