@@ -42,12 +42,12 @@ IMAGE_SIZE = 64
 TIF_DIR = ("ds", "images", "remote_sensing", "otherDatasets", "sentinel_2", "tif")
 
 
-def require_vision() -> None:
+def require_vision(suite: str = "EuroSAT", modules: tuple[str, ...] = ("PIL", "tifffile", "sklearn")) -> None:
     """A clear error, not an ImportError, when the `vision` extra is not installed."""
-    missing = [package for module, package in (("PIL", "pillow"), ("tifffile", "tifffile"), ("sklearn", "scikit-learn"))
-               if importlib.util.find_spec(module) is None]
+    packages = {"PIL": "pillow", "tifffile": "tifffile", "sklearn": "scikit-learn"}
+    missing = [packages[module] for module in modules if importlib.util.find_spec(module) is None]
     if missing:
-        raise ConfigError(f"EuroSAT needs {', '.join(missing)}: pip install 'attnbench[vision]'")
+        raise ConfigError(f"{suite} needs {', '.join(missing)}: pip install 'attnbench[vision]'")
 
 
 @dataclass(frozen=True)

@@ -240,7 +240,7 @@ def load_split(root: str | Path, layout: str, split: str, encoding: str) -> Pair
     """Decode every pair of a split; sizes are checked first, so a mismatch is named, not a numpy error."""
     from attnbench.suites.eurosat.data import require_vision
 
-    require_vision()
+    require_vision("SECOND", ("PIL",))
     pairs = list_pairs(root, layout, split, encoding)
     check_pairs(pairs, encoding)
     images = np.stack([np.stack([read_image(path) for path in pair.images]) for pair in pairs])

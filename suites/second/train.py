@@ -128,7 +128,7 @@ def score(predictions: np.ndarray, labels: np.ndarray) -> tuple[dict[str, float]
 def train_and_evaluate(task: SecondTask, mechanism: MechanismSpec, hparams: dict[str, Any], budget: Budget,
                        seed: int, ctx: CellContext) -> CellOutcome:
     if task.data != "synthetic":
-        require_vision()
+        require_vision("SECOND", ("PIL",))
     device = torch.device(ctx.device)
     splits = load_splits(data_key(task))
     normalise = Normalise(splits, device)
