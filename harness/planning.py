@@ -8,6 +8,7 @@ from attnbench.budget import Budget
 from attnbench.cell import CellSpec
 from attnbench.errors import ConfigError, UnknownNameError
 from attnbench.registry import MECHANISMS, SUITES
+from attnbench.suite import BACKENDS, DEFAULT_BACKEND
 
 ALL_GROUP = "all"
 
@@ -24,6 +25,7 @@ class RunRequest:
     task_settings: Mapping[str, Any] = field(default_factory=dict)
     resume: bool = False
     model: str | None = None  # a pretrained checkpoint, for suites that take `pretrained` mechanisms
+    backend: str = DEFAULT_BACKEND  # whose code evaluates the cells: the suite's own, or lm-eval's tasks
 
 
 @dataclass
@@ -140,6 +142,15 @@ def _settings_for(suite: Any, profile: str, settings: Mapping[str, Any], in_grou
     return {k: v for k, v in settings.items() if k in known}
 
 
+def check_backend(backend: str, suites: list[Any]) -> None:
+    """Every selected suite offers `backend`; else one line naming the suites that do not."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"--backend {backend!r} is not one of {', '.join(BACKENDS)}")
+    lacking = [f"suite {s.name!r} offers only {', '.join(s.backends)}" for s in suites if backend not in s.backends]
+    if lacking:
+        raise ConfigError(f"--backend {backend}: {'; '.join(lacking)}")
+
+
 def plan_run(request: RunRequest, device: str | None = None) -> Plan:
     device = check_device(device) if device else default_device()
     profile = request.profile or default_profile(device, request.suite)
@@ -150,6 +161,7 @@ def plan_run(request: RunRequest, device: str | None = None) -> Plan:
     suites = resolve_suites(request.suite)
     for suite in suites:
         suite.check_profile(profile)
+    check_backend(request.backend, suites)
     if len(suites) > 1:
         orphans = sorted(set(request.task_settings) - set().union(*(s.settings(profile) for s in suites)))
         if orphans:
@@ -158,8 +170,10 @@ def plan_run(request: RunRequest, device: str | None = None) -> Plan:
     notes: list[str] = []
     cells: list[CellSpec] = []
     used_mechanisms: list[str] = []
+    considered = False  # some mechanism of an accepted kind was offered to a suite's tasks
     for suite in suites:
         mechanisms = _mechanisms_for(suite, request, notes)
+        considered = considered or bool(mechanisms)
         seeds = range(request.seeds if request.seeds is not None else suite.default_seeds(profile))
         tasks = suite.tasks(profile)
         settings = _settings_for(suite, profile, request.task_settings, len(suites) > 1, notes)
@@ -168,6 +182,8 @@ def plan_run(request: RunRequest, device: str | None = None) -> Plan:
                 settings["model"] = request.model
             else:
                 notes.append(f"{suite.name} ignores --model: it trains its models from scratch")
+        if request.backend != DEFAULT_BACKEND:
+            settings["backend"] = request.backend  # a task setting, so it is part of every cell's config
         if settings:
             tasks = [suite.configure(task, settings) for task in tasks]
         for mechanism in mechanisms:
@@ -194,7 +210,9 @@ def plan_run(request: RunRequest, device: str | None = None) -> Plan:
         raise ConfigError(f"--model {request.model!r}: no selected suite runs pretrained models "
                           f"({', '.join(s.name for s in suites)} train from scratch)")
     if not cells:
-        raise ConfigError(f"nothing to run for suite {request.suite!r}: no registered mechanism of a kind it accepts"
+        why = ("no selected mechanism pairs with its tasks" if considered
+               else "no registered mechanism of a kind it accepts")
+        raise ConfigError(f"nothing to run for suite {request.suite!r}: {why}"
                           + (f" ({'; '.join(notes)})" if notes else ""))
     return Plan(profile, device, [s.name for s in suites], sorted(set(used_mechanisms)), cells, notes)
 

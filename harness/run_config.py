@@ -5,6 +5,7 @@
     seeds = 2
     budget = 2e12          # budget_kind defaults to "flops"
     profile = "smoke"
+    backend = "native"     # or "lm-eval" (suites that offer it: longbench)
 
     [hparams]              # --hparam KEY=VALUE
     window = 64
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from attnbench.errors import ConfigError
+from attnbench.suite import BACKENDS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -45,6 +47,7 @@ class RunConfig:
     budget_kind: str | None = None
     profile: str | None = None
     model: str | None = None
+    backend: str | None = None
     device: str | None = None
     db: str | None = None
     jobs: int | None = None
@@ -108,6 +111,10 @@ def _checked(key: str, value: Any, where: str) -> Any:
     if key == "budget_kind":
         if value not in BUDGET_KINDS:
             raise wrong(f"one of {', '.join(BUDGET_KINDS)}")
+        return value
+    if key == "backend":
+        if value not in BACKENDS:
+            raise wrong(f"one of {', '.join(BACKENDS)}")
         return value
     if not isinstance(value, dict):  # hparams, settings
         raise wrong(f"a table ([{key}] with KEY = VALUE lines)")

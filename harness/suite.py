@@ -12,6 +12,11 @@ from attnbench.budget import Budget
 from attnbench.cell import CellOutcome, CellSpec
 from attnbench.errors import ConfigError
 
+# Whose code evaluates a cell: the suite's own (`native`), or lm-evaluation-harness's tasks for the same
+# benchmark (`lm-eval`, whose variants can differ from the official protocol). A suite lists the ones it offers.
+BACKENDS = ("native", "lm-eval")
+DEFAULT_BACKEND = "native"
+
 
 @dataclass(frozen=True)
 class Task:
@@ -40,6 +45,7 @@ class Suite(ABC):
     higher_is_better: bool = True
     profiles: tuple[str, ...] = ("smoke", "paper")
     version: str = "1"
+    backends: tuple[str, ...] = (DEFAULT_BACKEND,)  # those of BACKENDS it offers; more: a task setting `backend`
 
     def check_profile(self, profile: str) -> None:
         if profile not in self.profiles:

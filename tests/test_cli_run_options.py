@@ -44,3 +44,20 @@ def test_bad_config_and_conflicting_options_are_one_line_exit_2(tmp_path):
         assert result.returncode == 2, (args, result.stderr)
         assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert not (tmp_path / "r.db").exists()
+
+
+def test_backend_option_file_key_and_the_suites_that_lack_the_backend(tmp_path):
+    (tmp_path / "lm.toml").write_text('suite = "mqar"\nbackend = "lm-eval"\n')
+    db = str(tmp_path / "r.db")
+    for args, message in (
+        (["--suite", "mqar", "--backend", "lm-eval"], "--backend lm-eval: suite 'mqar' offers only native"),
+        (["--suite", "long-context", "--backend", "lm-eval"], "suite 'needle' offers only native"),
+        (["--config", str(tmp_path / "lm.toml")], "suite 'mqar' offers only native"),
+        (["--suite", "mqar", "--backend", "vllm"], "Invalid value for '--backend'"),
+    ):
+        result = run_cli("run", *args, "--dry-run", "--db", db)
+        assert result.returncode == 2, (args, result.stderr)
+        assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    native = run_cli("run", "--config", str(tmp_path / "lm.toml"), "--backend", "native", "-m", "mha", "--dry-run",
+                     "--db", db)  # the command line wins over the file
+    assert native.returncode == 0, native.stderr

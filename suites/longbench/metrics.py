@@ -70,13 +70,11 @@ def fuzz_backend() -> str:
         return "Levenshtein"
 
 
-def metric_version() -> str:
-    """The metric implementation, e.g. `thudm-longbench@2e00731 rouge==1.0.1 jieba==0.42.1
-    fuzzywuzzy==0.18.0+difflib`, so that numbers made with other packages or backends are never averaged
-    together."""
+def package_versions() -> str:
+    """The metric packages in use, e.g. `rouge==1.0.1 jieba==0.42.1 fuzzywuzzy==0.18.0+difflib`."""
     from importlib import metadata
 
-    parts = [f"thudm-longbench@{OFFICIAL_COMMIT}"]
+    parts = []
     for dist in PACKAGES:
         try:
             parts.append(f"{dist}=={metadata.version(dist)}")
@@ -84,6 +82,13 @@ def metric_version() -> str:
             parts.append(f"{dist}=missing")
     parts[-1] += f"+{fuzz_backend()}"
     return " ".join(parts)
+
+
+def metric_version() -> str:
+    """The metric implementation, e.g. `thudm-longbench@2e00731 rouge==1.0.1 jieba==0.42.1
+    fuzzywuzzy==0.18.0+difflib`, so that numbers made with other packages or backends are never averaged
+    together."""
+    return f"thudm-longbench@{OFFICIAL_COMMIT} {package_versions()}"
 
 
 def _require(module: str) -> Any:

@@ -7,6 +7,10 @@ bucket for LongBench-E), and what the mechanism saved against dense attention at
 read: `prefill_flop_fraction` and `kv_kept_fraction`. Nothing is trained, so cells are budgeted in the prompt
 tokens they read, never sharing a leaderboard table with trained cells. A cell without a model, without the
 data or without the metric packages is stored as skipped, with the reason.
+
+Two backends evaluate a cell: `native` (THUDM's protocol, `pretrained`) and `lm-eval` (lm-evaluation-harness's
+own longbench tasks, `lm_eval_backend`), whose variant differs from the official one; the backend is part of the
+task's configuration and label, and its metric version names lm-eval, so the two are never averaged together.
 """
 from __future__ import annotations
 
@@ -17,7 +21,8 @@ from typing import Any, Mapping
 from attnbench.budget import Budget
 from attnbench.cell import CellOutcome, CellSpec
 from attnbench.errors import ConfigError, SkipCell
-from attnbench.suite import CellContext, Suite, Task
+from attnbench.suite import BACKENDS, CellContext, Suite, Task
+from attnbench.suites.longbench import lm_eval_tasks
 from attnbench.suites.longbench.data import SIZES, VARIANTS, DataUnavailable, config_name, load, load_folder
 from attnbench.suites.longbench.metrics import INSTALL_HINT, metric_version, missing_packages
 from attnbench.suites.longbench.prompts import MAX_NEW_TOKENS
@@ -39,6 +44,7 @@ class LongBenchTask:
     max_length: int | None = None  # prompt tokens kept; None: the model's window less ANSWER_ROOM
     dtype: str = "float32"
     chat_template: bool | None = None  # None: when the tokenizer has one
+    backend: str = "native"  # or "lm-eval": lm-eval's longbench tasks (`lm_eval_backend`)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -46,12 +52,16 @@ class LongBenchTask:
 
     @property
     def label(self) -> str:
-        return f"{self.variant}-{Path(str(self.model)).name if self.model else 'no-model'}"
+        backend = "" if self.backend == "native" else f"-{self.backend}"
+        return f"{self.variant}{backend}-{Path(str(self.model)).name if self.model else 'no-model'}"
 
     def as_task(self) -> Task:
         config = asdict(self)
         config["datasets"] = list(self.datasets) if self.datasets else None
-        config["metrics"] = metric_version()  # packages and backend: part of the config hash, never a setting
+        # packages and backend: part of the config hash, never a setting
+        config["metrics"] = lm_eval_tasks.metric_version() if self.backend == "lm-eval" else metric_version()
+        if self.backend == "native":
+            del config["backend"]  # native configs stay as before backends existed, so `--resume` finds their cells
         return Task(self.label, config)
 
     @classmethod
@@ -88,6 +98,11 @@ class LongBenchTask:
             raise ConfigError(f"longbench dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
         if self.chat_template not in (None, True, False):
             raise ConfigError(f"longbench chat_template={self.chat_template!r} must be True, False or None (auto)")
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"longbench backend {self.backend!r} is not one of {', '.join(BACKENDS)}")
+        if self.backend == "lm-eval":
+            for name in self.names:  # lm-eval is installed and ships a task for every selected dataset
+                lm_eval_tasks.task_yaml(config_name(name, self.variant))
         if self.model is not None:
             from attnbench.pretrained import checkpoint_source
 
@@ -146,6 +161,7 @@ class LongBenchSuite(Suite):
     higher_is_better = True
     profiles = ("smoke", "paper")
     version = "1"
+    backends = BACKENDS
 
     def tasks(self, profile: str) -> list[Task]:
         self.check_profile(profile)
@@ -183,6 +199,9 @@ class LongBenchSuite(Suite):
         reasons = []
         if task.model is None:
             reasons.append("no --model (a local checkpoint folder or a cached hub id)")
+        if task.backend == "lm-eval" and lm_eval_tasks.missing_modules():
+            reasons.append(f"--backend lm-eval needs {', '.join(lm_eval_tasks.missing_modules())} "
+                           f"({lm_eval_tasks.INSTALL_HINT})")
         missing = missing_packages()
         if missing:
             reasons.append(f"LongBench's metrics need {', '.join(missing)} ({INSTALL_HINT})")
@@ -194,6 +213,10 @@ class LongBenchSuite(Suite):
             reasons.append(str(exc))
         if reasons:
             raise SkipCell("longbench: " + "; ".join(reasons))
+        if task.backend == "lm-eval":
+            from attnbench.suites.longbench.lm_eval_backend import evaluate_lm_eval
+
+            return evaluate_lm_eval(task, data, mechanism, dict(cell.hparams), ctx)
         from attnbench.suites.longbench.pretrained import evaluate_pretrained
 
         return evaluate_pretrained(task, data, mechanism, dict(cell.hparams), ctx)

@@ -15,6 +15,7 @@ seeds = 2
 budget = 2e12
 budget_kind = "flops"
 profile = "smoke"
+backend = "lm-eval"
 
 [hparams]
 window = 64
@@ -29,7 +30,7 @@ def test_a_full_file_loads(tmp_path):
     path.write_text(GOOD)
     config = load_run_config(path)
     assert config == RunConfig(suite="long-context", mechanisms=("mha", "linear"), seeds=2, budget=2e12,
-                               budget_kind="flops", profile="smoke", hparams={"window": 64},
+                               budget_kind="flops", profile="smoke", backend="lm-eval", hparams={"window": 64},
                                settings={"lengths": [128, 256]})
 
 
@@ -40,6 +41,8 @@ def test_a_full_file_loads(tmp_path):
     ('budget = -1', "is not a positive number"),
     ('budget = nan', "is not a positive number"),
     ('budget_kind = "joules"', "is not one of flops"),
+    ('backend = "vllm"', "backend = 'vllm' is not one of native, lm-eval"),
+    ('backend = 1', "backend = 1 is not one of native, lm-eval"),
     ('mechanisms = [1, 2]', "is not a list of mechanism names"),
     ('hparams = 3', "is not a table"),
     ('suite = "', "not valid TOML"),
@@ -64,8 +67,8 @@ toml_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=8),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
     max_leaves=6)
-keys = st.sampled_from(["suite", "mechanisms", "seeds", "budget", "budget_kind", "profile", "model", "device", "db",
-                        "jobs", "hparams", "settings", "bogus"])
+keys = st.sampled_from(["suite", "mechanisms", "seeds", "budget", "budget_kind", "profile", "model", "backend", "device",
+                        "db", "jobs", "hparams", "settings", "bogus"])
 
 
 @settings(max_examples=300, deadline=None)
