@@ -130,6 +130,10 @@ def _resume_command() -> str:
               help="Change a task setting of the suite, e.g. seq_len=64 for MQAR (repeatable).")
 @click.option("--model", default=None, metavar="PATH_OR_ID",
               help="A Hugging Face checkpoint (local folder or cached hub id) for pretrained mechanisms.")
+@click.option("--backend", type=click.Choice(["native", "lm-eval"]), default=None,
+              help="Who evaluates: the suite's own code, or lm-eval's tasks of the same benchmark through its "
+                   "Hugging Face wrapper (longbench; lm-eval's variant differs from the official one) "
+                   "[default: native].")
 @click.option("--device", default=None, help="cpu or cuda[:N] (default: cuda when available).")
 @db_option
 @click.option("--resume", is_flag=True, help="Skip cells already done with the same config, budget and seed.")
@@ -152,7 +156,7 @@ def _resume_command() -> str:
 @click.option("--config", "config_path", default=None, metavar="FILE.toml",
               help="Run options from a TOML file; options on the command line win.")
 @click.option("--dry-run", is_flag=True, help="Plan and print the cells, check the mechanisms, run and store nothing.")
-def run_command(suite, mechanisms, seeds, budget, budget_kind, profile, hparams, settings, model, device, db,
+def run_command(suite, mechanisms, seeds, budget, budget_kind, profile, hparams, settings, model, backend, device, db,
                 resume, jobs, allow_nonconforming, isolate, cell_timeout, memory_limit, executor, address,
                 config_path, dry_run) -> int:
     """Run a suite (or group) over mechanisms and seeds under a fixed budget.
@@ -164,6 +168,7 @@ def run_command(suite, mechanisms, seeds, budget, budget_kind, profile, hparams,
     attnbench run --suite mqar -m mha --set seq_len=64 --set num_kv_pairs=8
     attnbench run --suite long-context --jobs 2
     attnbench run --suite needle -m dense -m streaming --model ./tiny-llama
+    attnbench run --suite longbench -m dense --backend lm-eval --model ./llama --set data_dir=data/
     attnbench run --suite mqar --isolate --cell-timeout 600 --memory-limit 8G
     attnbench run --suite mqar --executor ray --address 10.0.0.5:6379
     attnbench run --config runs/long-context.toml --dry-run
@@ -186,7 +191,7 @@ def run_command(suite, mechanisms, seeds, budget, budget_kind, profile, hparams,
                          budget_kind=budget_kind or config.budget_kind or "flops", profile=profile or config.profile,
                          hparams={**config.hparams, **_parse_assignments(hparams, "--hparam")},
                          task_settings={**config.settings, **_parse_assignments(settings, "--set")}, resume=resume,
-                         model=model or config.model)
+                         model=model or config.model, backend=backend or config.backend or "native")
     plan = plan_run(request, device=device or config.device)
     from attnbench.conformance import screen_plan
 
@@ -241,8 +246,8 @@ def run_command(suite, mechanisms, seeds, budget, budget_kind, profile, hparams,
 def check_command(mechanisms: tuple[str, ...], profile: str, hparams: tuple[str, ...], as_json: bool) -> int:
     """Conformance: shape and dtype, no causal leak, gradients, determinism, FLOPs, cache.
 
-    Exits 1 when a mechanism fails. With no names, checks every registered sequence and
-    feature_map mechanism.
+    Exits 1 when a mechanism fails. With no names, checks every registered sequence,
+    feature_map and fusion mechanism.
 
     \b
     attnbench check mha moba
@@ -257,7 +262,7 @@ def check_command(mechanisms: tuple[str, ...], profile: str, hparams: tuple[str,
         loaded, errors = MECHANISMS.load_all()
         for name, error in errors.items():
             click.echo(f"attnbench: skipped {name}: {error}", err=True)
-        specs = [spec for _, spec in sorted(loaded.items()) if spec.kind in ("sequence", "feature_map")]
+        specs = [spec for _, spec in sorted(loaded.items()) if spec.kind in ("sequence", "feature_map", "fusion")]
     overrides = _parse_assignments(hparams, "--hparam")
     reports = []
     for spec in specs:
@@ -456,3 +461,6 @@ def data_command(dataset: str, root: str, bands: str, download: bool) -> int:
         return 1
     click.echo(data.describe(data.inventory(root, bands)))
     return 0
+
+
+import attnbench.bench_cli  # noqa: E402,F401  (registers `attnbench bench`; last, as it extends `cli`)

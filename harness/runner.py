@@ -24,6 +24,7 @@ from attnbench import provenance
 from attnbench.cell import CellRecord, CellSpec
 from attnbench.errors import SkipCell
 from attnbench.isolation import CellLimits, WorkerPool, check_limits, process_alive, this_process
+from attnbench.kernels import dispatch
 from attnbench.memory import PeakMemory
 from attnbench.planning import Plan
 from attnbench.registry import MECHANISMS, SUITES
@@ -73,9 +74,11 @@ def execute_cell(cell: CellSpec, device: str, on_step=lambda step, planned: None
     devices = [torch.device(device)] if device.startswith("cuda") else []
     try:
         suite, mechanism = SUITES.get(cell.suite), MECHANISMS.get(cell.mechanism)
-        with torch.random.fork_rng(devices=devices):
+        with torch.random.fork_rng(devices=devices), dispatch.recording() as implementations:
             torch.manual_seed(cell.seed)
             outcome = suite.run_cell(cell, mechanism, CellContext(device=device, on_step=on_step))
+        if implementations:  # which mechanisms ran a Triton kernel and which their reference
+            outcome.details.setdefault("implementation", dict(implementations))
         record.outcome = outcome
         primary = outcome.metrics.get(cell.primary_metric)
         if primary is None or primary != primary:

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attnbench.errors import ConfigError
+from attnbench.kernels.dispatch import use_kernel
 from attnbench.mechanism import CacheCost, FlopBreakdown, MechanismSpec
 from attnbench.mechanisms._common import QKVProjection, check_heads, projection_flops
 
@@ -65,6 +66,10 @@ class DynamicMaskAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q, k, v = self.proj.split(x)
         delta = self.key_scores(v)
+        if use_kernel("dma", q):  # kernels/sparse_patterns.py: the same scores, kept keys by threshold
+            from attnbench.kernels.sparse_patterns import dma_attention
+
+            return self.proj.merge(dma_attention(q, k, v, delta, self.window, self.causal))
         keep = keep_mask(delta, self.window, self.causal)
         bias = delta[:, :, None, :].masked_fill(~keep, float("-inf"))
         return self.proj.merge(F.scaled_dot_product_attention(q, k, v, attn_mask=bias))

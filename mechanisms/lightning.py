@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attnbench.errors import ConfigError
+from attnbench.kernels.dispatch import use_kernel
 from attnbench.mechanism import CacheCost, FlopBreakdown, MechanismSpec
 from attnbench.mechanisms._common import QKVProjection, check_heads, projection_flops
 from attnbench.mechanisms.linear import EPS, feature_map, with_ones_column
@@ -102,7 +103,12 @@ class LightningAttention(nn.Module):
         head_dim = v.shape[-1]
         if self.normalize:  # the ones column carries sum_s lambda^(t-s) phi(k_s) through the same state
             v = with_ones_column(v)
-        out = lightning_attention(q, k, v, self.slopes.to(x.dtype), min(self.block_size, length))
+        if use_kernel("lightning", q):  # kernels/lightning.py: the same sum, chunked in Triton
+            from attnbench.kernels.lightning import lightning_attention as kernel
+
+            out = kernel(q, k, v, self.slopes)
+        else:
+            out = lightning_attention(q, k, v, self.slopes.to(x.dtype), min(self.block_size, length))
         if self.normalize:
             out = out[..., :head_dim] / (out[..., head_dim:] + EPS)
         out = out.transpose(1, 2).reshape(batch, length, dim)

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attnbench.errors import ConfigError
+from attnbench.kernels.dispatch import use_kernel
 from attnbench.mechanism import CacheCost, FlopBreakdown, MechanismSpec
 from attnbench.mechanisms._common import QKVProjection, check_heads, projection_flops
 
@@ -77,7 +78,11 @@ class LinearAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q, k, v = self.proj.split(x)
-        if self.causal:
+        if self.causal and use_kernel("linear", q):  # kernels/lightning.py with no decay
+            from attnbench.kernels.lightning import linear_attention as kernel
+
+            out = kernel(q, k, v)
+        elif self.causal:
             out = linear_attention_chunked(q, k, v, min(self.chunk_size, x.shape[1]))
         else:
             out = linear_attention_global(q, k, v)

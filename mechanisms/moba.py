@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attnbench.errors import ConfigError
+from attnbench.kernels.dispatch import use_kernel
 from attnbench.mechanism import CacheCost, FlopBreakdown, MechanismSpec
 from attnbench.mechanisms._common import QKVProjection, check_heads, projection_flops
 
@@ -83,6 +84,10 @@ class MixtureOfBlockAttention(nn.Module):
         q, k, v = self.proj.split(x)
         if self.key_conv is not None:
             k = self.convolve_keys(k)
+        if use_kernel("moba", q):  # kernels/sparse_patterns.py: the same routing, block-sparse attention
+            from attnbench.kernels.sparse_patterns import moba_attention
+
+            return self.proj.merge(moba_attention(q, k, v, self.block_size, self.top_k))
         mask = token_mask(select_blocks(q, k, self.block_size, self.top_k), self.block_size)
         return self.proj.merge(F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
 

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attnbench.errors import ConfigError
+from attnbench.kernels.dispatch import use_kernel
 from attnbench.mechanism import CacheCost, FlopBreakdown, MechanismSpec
 from attnbench.mechanisms._common import QKVProjection, check_heads, projection_flops
 
@@ -42,6 +43,10 @@ class SlidingWindowAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q, k, v = self.proj.split(x)
+        if use_kernel("sliding_window", q):  # kernels/sparse_patterns.py: only the tiles the band touches
+            from attnbench.kernels.sparse_patterns import window_attention
+
+            return self.proj.merge(window_attention(q, k, v, self.window, self.causal))
         positions = torch.arange(x.shape[1], device=x.device)
         mask = self.mask_mod(None, None, positions[:, None], positions[None, :])
         return self.proj.merge(F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
