@@ -27,9 +27,12 @@ def print_rows(what: str, rows: list[dict[str, Any]]) -> None:
     extra = [c for c in ("kind", "paper", "defaults") if any(c in r for r in rows)]
     table = Table("name", *extra, "description", "from", "status", title=what, title_justify="left")
     for row in rows:
-        status = f"[red]error[/]: {row['error']}" if row["status"] == "error" else f"[green]{row['status']}[/]"
+        # plug-ins' own text prints verbatim: a description saying "[image; question]" is not rich markup
+        status = (f"[red]error[/]: {escape(row['error'])}" if row["status"] == "error"
+                  else f"[green]{row['status']}[/]")
         source = f"{row['distribution'] or '?'} {row['version'] or ''}".strip()
-        table.add_row(row["name"], *(_show(row.get(c)) for c in extra), row.get("description") or "", source, status)
+        plain = [row["name"], *(_show(row.get(c)) for c in extra), row.get("description") or "", source]
+        table.add_row(*map(Text, plain), status)
     console.print(table)
     if any(row["status"] == "found" for row in rows):
         console.print("found: located without importing; `attnbench list " + what + " --load` imports each "
