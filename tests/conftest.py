@@ -15,6 +15,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Triton kernels run through Triton's interpreter on this CPU. Triton reads this when it is imported and when
+# `@triton.jit` decorates a function (its own standard library's included), so it is set here, before any test
+# module can import triton; on the CPU the mechanisms still run their references unless ATTNBENCH_KERNELS=on.
+os.environ["TRITON_INTERPRET"] = "1"
+
 
 def make_distribution(site: Path, name: str, modules: dict[str, str], mechanisms: dict[str, str] = (),
                       suites: dict[str, str] = ()) -> Path:
