@@ -13,14 +13,13 @@ one `LongBenchDataError` line naming the file and line (or cache row).
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from attnbench.errors import AttnbenchError, ConfigError
+from attnbench import official_rows
+from attnbench.errors import ConfigError
+from attnbench.official_rows import DataUnavailable, Loaded, check_fields, file_digest
 
 DATASETS = ("narrativeqa", "qasper", "multifieldqa_en", "multifieldqa_zh", "hotpotqa", "2wikimqa", "musique",
             "dureader", "gov_report", "qmsum", "multi_news", "vcsum", "trec", "triviaqa", "samsum", "lsht",
@@ -57,17 +56,6 @@ class LongBenchDataError(ConfigError):
     """A data file or row that is not in the official format."""
 
 
-class DataUnavailable(AttnbenchError):
-    """No source holds the data (a reason to skip a cell, not an error in what the user gave)."""
-
-
-@dataclass(frozen=True)
-class Loaded:
-    rows: list[dict[str, Any]]
-    source: str  # the file, or the cache entry, the rows came from
-    fingerprint: str  # sha256 of the file (16 hex digits), or the datasets cache fingerprint
-
-
 def config_name(dataset: str, variant: str) -> str:
     """The official name of a dataset's file or Hub config: `hotpotqa`, or `hotpotqa_e` for LongBench-E."""
     return f"{dataset}_e" if variant == "longbench_e" else dataset
@@ -75,19 +63,7 @@ def config_name(dataset: str, variant: str) -> str:
 
 def check_row(row: Any, where: str) -> dict[str, Any]:
     """The row if it has exactly the eight official fields with the official types; else one clear error."""
-    if not isinstance(row, dict):
-        raise LongBenchDataError(f"{where}: a row must be a JSON object, got {type(row).__name__}")
-    missing = [name for name in FIELDS if name not in row]
-    if missing:
-        raise LongBenchDataError(f"{where}: missing field {', '.join(repr(m) for m in missing)}")
-    extra = sorted(set(row) - set(FIELDS))
-    if extra:
-        raise LongBenchDataError(f"{where}: unexpected field {', '.join(repr(e) for e in extra)} "
-                                 f"(LongBench rows have {', '.join(FIELDS)})")
-    for name, (ok, expected) in FIELDS.items():
-        if not ok(row[name]):
-            raise LongBenchDataError(f"{where}: field {name!r} must be {expected}, got {row[name]!r:.60}")
-    return row
+    return check_fields(row, where, FIELDS, "LongBench", LongBenchDataError)
 
 
 def folder_of(data_dir: str | os.PathLike) -> Path:
@@ -109,30 +85,10 @@ def data_file(data_dir: str | os.PathLike, name: str) -> Path:
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """Every row of an official .jsonl file, validated; blank lines are allowed."""
-    rows = []
-    try:
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise LongBenchDataError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
-                rows.append(check_row(row, f"{path}:{number}"))
-    except UnicodeDecodeError as exc:
-        raise LongBenchDataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    rows = official_rows.read_jsonl(path, check_row, LongBenchDataError)
     if not rows:
         raise LongBenchDataError(f"{path}: no rows")
     return rows
-
-
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
 
 
 def load_folder(data_dir: str | os.PathLike, name: str) -> Loaded:
@@ -142,15 +98,9 @@ def load_folder(data_dir: str | os.PathLike, name: str) -> Loaded:
 
 def load_hf_cache(name: str, cache_dir: str | None = None) -> Loaded:
     """The rows of config `name` from the Hugging Face datasets cache, with the Hub switched off."""
-    try:
-        import datasets
-    except ImportError:
-        raise DataUnavailable(f"no LongBench data: no data_dir was set and the `datasets` package, which reads "
-                              f"the Hugging Face cache, is not installed; {GET_DATA}") from None
-    offline, verbosity = datasets.config.HF_HUB_OFFLINE, datasets.logging.get_verbosity()
-    datasets.config.HF_HUB_OFFLINE = True
-    datasets.logging.set_verbosity_error()  # not "Using the latest cached version ..." per config
-    try:
+    missing = (f"no LongBench data: no data_dir was set and the `datasets` package, which reads the Hugging Face "
+               f"cache, is not installed; {GET_DATA}")
+    with official_rows.offline_datasets(missing) as datasets:
         for repo in HUB_IDS:
             try:
                 table = datasets.load_dataset(repo, name, split="test", cache_dir=cache_dir)
@@ -160,9 +110,6 @@ def load_hf_cache(name: str, cache_dir: str | None = None) -> Loaded:
             if not rows:
                 raise LongBenchDataError(f"{repo} {name} test split in the datasets cache: no rows")
             return Loaded(rows, f"{repo} ({name}, test) from the datasets cache", table._fingerprint)
-    finally:
-        datasets.config.HF_HUB_OFFLINE = offline
-        datasets.logging.set_verbosity(verbosity)
     raise DataUnavailable(f"no LongBench data: no data_dir was set and the Hugging Face datasets cache "
                           f"({cache_dir or datasets.config.HF_DATASETS_CACHE}) has no {HUB_IDS[0]} config "
                           f"{name!r}; {GET_DATA}")

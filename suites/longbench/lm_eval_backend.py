@@ -23,7 +23,7 @@ from attnbench.mechanism import MechanismSpec
 from attnbench.suite import CellContext
 from attnbench.suites.longbench.data import Loaded, config_name
 from attnbench.suites.longbench.lm_eval_tasks import VARIANT_NOTE, metric_version, write_task
-from attnbench.suites.longbench.metrics import BUCKETS, bucket_scores
+from attnbench.suites.longbench.metrics import bucket_scores, overall_scores
 from attnbench.suites.longbench.prompts import MAX_NEW_TOKENS
 from attnbench.suites.longbench.suite import LongBenchTask
 
@@ -86,8 +86,8 @@ def evaluate_lm_eval(task: LongBenchTask, data: dict[str, Loaded], mechanism: Me
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
-    from attnbench.pretrained import install, load, model_shape
-    from attnbench.suites.longbench.pretrained import prefill_costs
+    from attnbench.prefill_costs import inference_outcome
+    from attnbench.pretrained import install, load
 
     model, tokenizer = load(str(task.model), dtype=task.dtype, device=ctx.device)
     key = install(model, mechanism, hparams)
@@ -120,25 +120,8 @@ def evaluate_lm_eval(task: LongBenchTask, data: dict[str, Loaded], mechanism: Me
                                   "prompt_tokens": seen[first:]}
             done += len(rows)
             ctx.on_step(done, total)
-    metrics["score"] = round(sum(metrics[name] for name in selected) / len(selected), 2)
-    if task.variant == "longbench_e":
-        for bucket in BUCKETS:
-            values = [metrics[f"{name}/{bucket}"] for name in selected if f"{name}/{bucket}" in metrics]
-            if values:
-                metrics[f"score/{bucket}"] = round(sum(values) / len(values), 2)
-    shape = model_shape(model)
-    costs, fractions = prefill_costs(mechanism, hparams, shape, next(model.parameters()).element_size(), lengths)
-    metrics.update(fractions)
-    return CellOutcome(
-        metrics=metrics,
-        costs=costs,
-        budget_used=float(sum(lengths)),
-        flops=0,
-        steps=0,
-        params=sum(p.numel() for p in model.parameters()),
-        details={"backend": "lm-eval", "variant_note": VARIANT_NOTE, "metric_version": metric_version(),
-                 "model": str(task.model), "dtype": task.dtype, "variant": task.variant,
-                 "max_length": task.max_length, "chat_template": chat, "attention": key, "lm_eval_tasks": tasks,
-                 "tokens_read": sum(lengths), "model_shape": shape, "mechanism_hparams": hparams,
-                 "predictions": predictions},
-    )
+    details = {"backend": "lm-eval", "variant_note": VARIANT_NOTE, "metric_version": metric_version(),
+               "model": str(task.model), "dtype": task.dtype, "variant": task.variant, "max_length": task.max_length,
+               "chat_template": chat, "attention": key, "lm_eval_tasks": tasks, "predictions": predictions}
+    metrics.update(overall_scores(metrics, list(selected), task.variant))
+    return inference_outcome(model, mechanism, hparams, lengths, metrics, details)

@@ -32,7 +32,7 @@ import sys
 import warnings
 from collections import Counter
 from importlib import util
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from attnbench.suites.longbench.prompts import postprocess
 
@@ -294,6 +294,18 @@ def bucket_scores(scores: Sequence[float], lengths: Sequence[int]) -> dict[str, 
         warnings.simplefilter("ignore", RuntimeWarning)  # the mean of an empty bucket
         # np.mean and numpy's rounding of its float64, as eval.py computes them
         return {name: float(round(100 * np.mean(values), 2)) for name, values in buckets.items()}
+
+
+def overall_scores(metrics: Mapping[str, float], datasets: Sequence[str], variant: str) -> dict[str, float]:
+    """A cell's `score`, the plain mean of its datasets' scores (not the README's category average), and for
+    LongBench-E `score/<bucket>` over the datasets with rows in that bucket; both backends report these."""
+    overall = {"score": round(sum(metrics[name] for name in datasets) / len(datasets), 2)}
+    if variant == "longbench_e":
+        for bucket_name in BUCKETS:
+            values = [metrics[f"{name}/{bucket_name}"] for name in datasets if f"{name}/{bucket_name}" in metrics]
+            if values:
+                overall[f"score/{bucket_name}"] = round(sum(values) / len(values), 2)
+    return overall
 
 
 def scorer(dataset: str, predictions: Sequence[str], answers: Sequence[Sequence[str]],

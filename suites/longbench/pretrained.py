@@ -12,12 +12,11 @@ from typing import Any
 
 from attnbench.cell import CellOutcome
 from attnbench.mechanism import MechanismSpec
-from attnbench.mechanisms import dense
-from attnbench.pretrained import model_shape
+from attnbench.prefill_costs import inference_outcome
 from attnbench.suite import CellContext
 from attnbench.suites.longbench.data import Loaded, config_name
-from attnbench.suites.longbench.metrics import (BUCKETS, DATASET2METRIC, bucket_scores, dataset_score,
-                                                example_score, metric_version)
+from attnbench.suites.longbench.metrics import (DATASET2METRIC, bucket_scores, dataset_score, example_score,
+                                                metric_version, overall_scores)
 from attnbench.suites.longbench.prompts import MAX_NEW_TOKENS, STOP_AT_NEWLINE_DATASETS, prompt_ids
 from attnbench.suites.longbench.suite import LongBenchTask
 
@@ -40,28 +39,6 @@ def generate(model: Any, tokenizer: Any, ids: list[int], max_new_tokens: int, st
     with torch.inference_mode():
         output = model.generate(input_ids, **options)
     return tokenizer.decode(output[0, len(ids):], skip_special_tokens=True)
-
-
-def prefill_costs(mechanism: MechanismSpec, hparams: dict[str, Any], shape: dict[str, int], bytes_per_element: int,
-                  lengths: list[int]) -> tuple[dict[str, float], dict[str, float]]:
-    """Per layer, averaged over the prompts read: the mechanism's prefill FLOPs by part and its KV cache
-    (cost columns); and, summed over the prompts, its prefill FLOPs and KV kept as fractions of dense's."""
-    heads, kv_heads, head_dim = shape["num_heads"], shape["num_kv_heads"], shape["head_dim"]
-    flops = [mechanism.flops(1, n, heads, head_dim, causal=True, **hparams) for n in lengths]
-    reference = sum(dense.flops(1, n, heads, head_dim).total for n in lengths)
-    costs = {"flops_attention": sum(f.attention for f in flops) / len(lengths),
-             "flops_selection": sum(f.selection for f in flops) / len(lengths),
-             "flops_projections": sum(f.projections for f in flops) / len(lengths)}
-    fractions = {"prefill_flop_fraction": sum(f.total for f in flops) / reference}
-    if mechanism.cache is not None:
-        caches = [mechanism.cache(n, kv_heads, head_dim, bytes_per_element=bytes_per_element, **hparams)
-                  for n in lengths]
-        kept = sum(dense.cache(n, kv_heads, head_dim, bytes_per_element=bytes_per_element).kv_stored for n in lengths)
-        costs.update(kv_cache_bytes=sum(c.kv_stored for c in caches) / len(lengths),
-                     kv_read_bytes_per_token=sum(c.kv_read_per_token for c in caches) / len(lengths),
-                     state_bytes=sum(c.state for c in caches) / len(lengths))
-        fractions["kv_kept_fraction"] = sum(c.kv_stored for c in caches) / kept
-    return costs, fractions
 
 
 def evaluate_pretrained(task: LongBenchTask, data: dict[str, Loaded], mechanism: MechanismSpec,
@@ -97,25 +74,9 @@ def evaluate_pretrained(task: LongBenchTask, data: dict[str, Loaded], mechanism:
         predictions[name] = {"config": config_name(name, task.variant), "split": "test",
                              "metric": DATASET2METRIC[name].__name__, "source": data[name].source,
                              "fingerprint": data[name].fingerprint, "all_classes": all_classes, "rows": records}
-    metrics["score"] = round(sum(metrics[name] for name in selected) / len(selected), 2)
-    if task.variant == "longbench_e":
-        for bucket in BUCKETS:
-            values = [metrics[f"{name}/{bucket}"] for name in selected if f"{name}/{bucket}" in metrics]
-            if values:
-                metrics[f"score/{bucket}"] = round(sum(values) / len(values), 2)
-    shape = model_shape(model)
-    costs, fractions = prefill_costs(mechanism, hparams, shape, next(model.parameters()).element_size(), lengths)
-    metrics.update(fractions)
-    return CellOutcome(
-        metrics=metrics,
-        costs=costs,
-        budget_used=float(sum(lengths)),
-        flops=0,
-        steps=0,
-        params=sum(p.numel() for p in model.parameters()),
-        details={"model": str(task.model), "dtype": task.dtype, "variant": task.variant,
-                 "max_length": task.max_length, "chat_template": chat, "metric_version": metric_version(),
-                 "prompts": "THUDM/LongBench config/dataset2prompt.json and dataset2maxlen.json @2e00731",
-                 "tokens_read": sum(lengths), "model_shape": shape, "mechanism_hparams": hparams,
-                 "predictions": predictions},
-    )
+    details = {"model": str(task.model), "dtype": task.dtype, "variant": task.variant, "max_length": task.max_length,
+               "chat_template": chat, "metric_version": metric_version(),
+               "prompts": "THUDM/LongBench config/dataset2prompt.json and dataset2maxlen.json @2e00731",
+               "predictions": predictions}
+    metrics.update(overall_scores(metrics, list(selected), task.variant))
+    return inference_outcome(model, mechanism, hparams, lengths, metrics, details)

@@ -17,11 +17,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from attnbench.errors import AttnbenchError, ConfigError
+from attnbench import official_rows
+from attnbench.errors import ConfigError
+from attnbench.official_rows import DataUnavailable, Loaded, check_fields, file_digest
 from attnbench.suites.rewardbench.sections import SUBSETS
 
 HUB_ID = "allenai/reward-bench"
@@ -51,31 +52,9 @@ class RewardBenchDataError(ConfigError):
     """A data file or row that is not in the official format."""
 
 
-class DataUnavailable(AttnbenchError):
-    """No source holds the data (a reason to skip a cell, not an error in what the user gave)."""
-
-
-@dataclass(frozen=True)
-class Loaded:
-    rows: list[dict[str, Any]]
-    source: str  # the file or cache entry the rows came from
-    fingerprint: str  # sha256 of the file (16 hex digits), or the datasets cache fingerprint
-
-
 def check_row(row: Any, where: str) -> dict[str, Any]:
     """The row if it has exactly the seven official fields, typed, with a known subset; else one clear error."""
-    if not isinstance(row, dict):
-        raise RewardBenchDataError(f"{where}: a row must be an object, got {type(row).__name__}")
-    missing = [name for name in FIELDS if name not in row]
-    if missing:
-        raise RewardBenchDataError(f"{where}: missing field {', '.join(repr(m) for m in missing)}")
-    extra = sorted(set(row) - set(FIELDS))
-    if extra:
-        raise RewardBenchDataError(f"{where}: unexpected field {', '.join(repr(e) for e in extra)} "
-                                   f"(RewardBench rows have {', '.join(FIELDS)})")
-    for name, (ok, expected) in FIELDS.items():
-        if not ok(row[name]):
-            raise RewardBenchDataError(f"{where}: field {name!r} must be {expected}, got {row[name]!r:.60}")
+    check_fields(row, where, FIELDS, "RewardBench", RewardBenchDataError)
     if row["subset"] not in SUBSETS:
         raise RewardBenchDataError(f"{where}: subset {row['subset']!r} is not one of RewardBench's 23")
     return row
@@ -112,20 +91,7 @@ def read_parquet(path: Path) -> list[dict[str, Any]]:
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    try:
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise RewardBenchDataError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
-                rows.append(check_row(row, f"{path}:{number}"))
-    except UnicodeDecodeError as exc:
-        raise RewardBenchDataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    return rows
+    return official_rows.read_jsonl(path, check_row, RewardBenchDataError)
 
 
 def data_file(data: str | os.PathLike) -> Path:
@@ -146,14 +112,6 @@ def data_file(data: str | os.PathLike) -> Path:
     raise ConfigError(f"RewardBench data {data} holds no {SPLIT}-*.parquet or {SPLIT}*.jsonl; {GET_DATA}")
 
 
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
-
-
 def load_file(data: str | os.PathLike) -> Loaded:
     path = data_file(data)
     rows = read_parquet(path) if path.suffix == ".parquet" else read_jsonl(path)
@@ -164,24 +122,15 @@ def load_file(data: str | os.PathLike) -> Loaded:
 
 def load_hf_cache(cache_dir: str | None = None) -> Loaded:
     """The `filtered` split from the Hugging Face datasets cache, with the Hub switched off."""
-    try:
-        import datasets
-    except ImportError:
-        raise DataUnavailable(f"no RewardBench data: the `datasets` package, which reads the Hugging Face cache, "
-                              f"is not installed; {GET_DATA}") from None
-    offline, verbosity = datasets.config.HF_HUB_OFFLINE, datasets.logging.get_verbosity()
-    datasets.config.HF_HUB_OFFLINE = True
-    datasets.logging.set_verbosity_error()
-    try:
+    missing = (f"no RewardBench data: the `datasets` package, which reads the Hugging Face cache, is not installed; "
+               f"{GET_DATA}")
+    with official_rows.offline_datasets(missing) as datasets:
         try:
             table = datasets.load_dataset(HUB_ID, split=SPLIT, cache_dir=cache_dir)
         except Exception:  # not cached (datasets raises several types for that)
             raise DataUnavailable(f"no RewardBench data: the Hugging Face datasets cache "
                                   f"({cache_dir or datasets.config.HF_DATASETS_CACHE}) has no {HUB_ID} split "
                                   f"{SPLIT!r}; {GET_DATA}") from None
-    finally:
-        datasets.config.HF_HUB_OFFLINE = offline
-        datasets.logging.set_verbosity(verbosity)
     source = f"{HUB_ID} ({SPLIT}) from the datasets cache"
     rows = [check_row(dict(row), f"{source} row {i + 1}") for i, row in enumerate(table)]
     return Loaded(check_rows(rows, source), source, table._fingerprint)

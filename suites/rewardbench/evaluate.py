@@ -12,9 +12,9 @@ from typing import Any
 from attnbench.cell import CellOutcome
 from attnbench.errors import ConfigError
 from attnbench.mechanism import MechanismSpec
-from attnbench.pretrained import install, load, model_shape
+from attnbench.prefill_costs import inference_outcome
+from attnbench.pretrained import install, load
 from attnbench.suite import CellContext
-from attnbench.suites.longbench.pretrained import prefill_costs
 from attnbench.suites.rewardbench.data import Loaded, first_rows
 from attnbench.suites.rewardbench.rewards import ClassifierReward, ImplicitReward, JudgeReward
 from attnbench.suites.rewardbench.scoring import cell_metrics, metric_version, pair_result, subset_accuracy
@@ -72,22 +72,10 @@ def evaluate(task: RewardBenchTask, data: Loaded, mechanism: MechanismSpec, hpar
     metrics = cell_metrics(subset_accuracy((p["subset"], p["result"]) for p in pairs))
     if task.mode == "judge":
         metrics["position_consistency"] = 100 * sum(p["position_consistent"] for p in pairs) / len(pairs)
-    shape = model_shape(model)
-    costs, fractions = prefill_costs(mechanism, hparams, shape, next(model.parameters()).element_size(), lengths)
-    metrics.update(fractions)
-    return CellOutcome(
-        metrics=metrics,
-        costs=costs,
-        budget_used=float(sum(lengths)),
-        flops=0,
-        steps=0,
-        params=sum(p.numel() for p in model.parameters()),
-        details={"model": str(task.model), "reference": task.reference, "mode": task.mode, "dtype": task.dtype,
-                 "max_length": task.max_length, "chat_template": scorer.chat,
-                 "ref_free_norm": task.ref_free_norm if task.mode == "implicit" and task.reference is None else None,
-                 "segments_declared": task.mode == "judge" and "segments" in mechanism.defaults,
-                 "metric_version": metric_version(), "data": {"source": data.source,
-                                                              "fingerprint": data.fingerprint},
-                 "tokens_read": sum(lengths), "truncated_pairs": sum(p["truncated"] for p in pairs),
-                 "model_shape": shape, "mechanism_hparams": hparams, "pairs": pairs},
-    )
+    details = {"model": str(task.model), "reference": task.reference, "mode": task.mode, "dtype": task.dtype,
+               "max_length": task.max_length, "chat_template": scorer.chat,
+               "ref_free_norm": task.ref_free_norm if task.mode == "implicit" and task.reference is None else None,
+               "segments_declared": task.mode == "judge" and "segments" in mechanism.defaults,
+               "metric_version": metric_version(), "data": {"source": data.source, "fingerprint": data.fingerprint},
+               "truncated_pairs": sum(p["truncated"] for p in pairs), "pairs": pairs}
+    return inference_outcome(model, mechanism, hparams, lengths, metrics, details)
