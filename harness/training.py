@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 
 from attnbench.budget import Budget, BudgetMeter
+from attnbench.cell import CellOutcome
 
 FINITE_CHECK_EVERY = 25  # steps between loss reads; each read syncs an accelerator
 
@@ -30,6 +31,30 @@ class TrainResult:
     @property
     def final_loss(self) -> float:
         return self.losses[-1][1] if self.losses else math.nan
+
+
+PARTS = ("attention", "selection", "projections")
+
+
+def placed_mechanism_costs(forward_flops: dict[str, float]) -> dict[str, float]:
+    """Cost columns from a model's forward FLOPs on one example (`mechanism_<part>` keys): the mechanism's
+    FLOPs summed over every place it sits in the network."""
+    return {f"flops_{part}": forward_flops[f"mechanism_{part}"] for part in PARTS}
+
+
+def trained_outcome(result: TrainResult, model: torch.nn.Module, metrics: dict[str, float],
+                    costs: dict[str, float], details: dict[str, object]) -> CellOutcome:
+    """The outcome of a cell trained under its budget: the suite's metrics and details, with what the meter
+    counted, the model's size, the final and the last twenty training losses."""
+    return CellOutcome(
+        metrics={**metrics, "final_train_loss": result.final_loss},
+        costs=costs,
+        budget_used=result.meter.used(),
+        flops=result.meter.flops,
+        steps=result.meter.steps,
+        params=sum(p.numel() for p in model.parameters()),
+        details={"used": result.meter.as_dict(), **details, "losses": result.losses[-20:]},
+    )
 
 
 def adamw(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:

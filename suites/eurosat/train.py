@@ -27,7 +27,7 @@ from attnbench.suites.eurosat.metrics import classification_metrics, confusion
 from attnbench.suites.eurosat.model import CNN, ViT, cnn_forward_flops, reported_values, vit_forward_flops
 from attnbench.suites.eurosat.suite import EuroSATTask
 from attnbench.suites.mqar.train import EpochSampler
-from attnbench.training import adamw, train_under_budget, warmup_cosine
+from attnbench.training import adamw, placed_mechanism_costs, train_under_budget, trained_outcome, warmup_cosine
 
 EVAL_BATCH = 512
 
@@ -139,19 +139,11 @@ def train_and_evaluate(task: EuroSATTask, mechanism: MechanismSpec, hparams: dic
     if len(splits.labels["val"]):
         metrics["val_accuracy"] = classification_metrics(
             splits.labels["val"].numpy(), predict(model, splits.images["val"], device), data.CLASSES)["accuracy"]
-    metrics["final_train_loss"] = result.final_loss
     metrics.update(reported_values(model))
     per_image = count_flops(config, mechanism, hparams, batch=1)
-    return CellOutcome(
-        metrics=metrics,
-        # The mechanism's forward FLOPs on one image, summed over every place it sits in the network.
-        costs={f"flops_{part}": per_image[f"mechanism_{part}"] for part in ("attention", "selection", "projections")},
-        budget_used=result.meter.used(),
-        flops=result.meter.flops,
-        steps=result.meter.steps,
-        params=sum(p.numel() for p in model.parameters()),
-        details={
-            "used": result.meter.as_dict(),
+    return trained_outcome(
+        result, model, metrics, placed_mechanism_costs(per_image),
+        {
             "epochs": result.meter.steps * task.batch_size / len(train_y),
             "split_sizes": {name: len(labels) for name, labels in splits.labels.items()},
             "normalisation": {"mean": splits.mean, "std": splits.std},
@@ -161,6 +153,5 @@ def train_and_evaluate(task: EuroSATTask, mechanism: MechanismSpec, hparams: dic
             "forward_flops_per_image": per_image,
             "mechanism_placements": [name for name, _ in model.mechanisms()],
             "mechanism_hparams": hparams,
-            "losses": result.losses[-20:],
         },
     )

@@ -14,7 +14,7 @@ from attnbench.suites.medvqa.metrics import closed_open_accuracy, vqa_med_metric
 from attnbench.suites.medvqa.model import Batch, VQAModel, forward_flops
 from attnbench.suites.medvqa.prepare import Split, data_key, prepare
 from attnbench.suites.medvqa.suite import MedVQATask
-from attnbench.training import adamw, train_under_budget
+from attnbench.training import adamw, placed_mechanism_costs, train_under_budget, trained_outcome
 
 EVAL_BATCH = 256
 
@@ -85,18 +85,11 @@ def train_and_evaluate(task: MedVQATask, mechanism: MechanismSpec, hparams: dict
     if prepared.splits.get("val") and prepared.splits["val"].examples:
         metrics["val_accuracy"] = score(task, prepared.splits["val"],
                                         predict(model, prepared.splits["val"], answers, device))["accuracy"]
-    metrics["final_train_loss"] = result.final_loss
     per_question = forward_flops(config, mechanism, hparams, batch=1)
     types = [e.answer_type for e in test.examples]
-    return CellOutcome(
-        metrics=metrics,
-        costs={f"flops_{part}": per_question[f"mechanism_{part}"] for part in ("attention", "selection", "projections")},
-        budget_used=result.meter.used(),
-        flops=result.meter.flops,
-        steps=result.meter.steps,
-        params=sum(p.numel() for p in model.parameters()),
-        details={
-            "used": result.meter.as_dict(),
+    return trained_outcome(
+        result, model, metrics, placed_mechanism_costs(per_question),
+        {
             "epochs": result.meter.steps / sampler.per_epoch,
             "split_sizes": prepared.data.sizes(),
             "closed_open_counts": {"CLOSED": types.count("CLOSED"), "OPEN": types.count("OPEN")},
@@ -107,6 +100,5 @@ def train_and_evaluate(task: MedVQATask, mechanism: MechanismSpec, hparams: dict
             "flops_per_step": step_flops,
             "forward_flops_per_question": per_question,
             "mechanism_hparams": hparams,
-            "losses": result.losses[-20:],
         },
     )

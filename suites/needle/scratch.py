@@ -24,7 +24,7 @@ from attnbench.suites.needle.data import NeedleRecord, generate
 from attnbench.suites.needle.metrics import postprocess_pred, string_match_all
 from attnbench.suites.needle.suite import NeedleTask
 from attnbench.suites.needle.tokenizer import WordTokenizer, default_tokenizer
-from attnbench.training import adamw, train_under_budget
+from attnbench.training import adamw, train_under_budget, trained_outcome
 
 ANSWER_TOKENS = 8  # seven digits and a full stop
 LENGTH_GROUPS = 4  # lengths drawn per training batch
@@ -168,19 +168,11 @@ def train_and_evaluate(task: NeedleTask, mechanism: MechanismSpec, hparams: dict
                                 on_step=ctx.on_step)
     scores = evaluate_grid(model, tokenizer, task, seed, device)
     metrics = grid_metrics(scores, task.train_length)
-    metrics["final_train_loss"] = result.final_loss
-    return CellOutcome(
-        metrics=metrics,
-        costs=layer_costs(mechanism, hparams, task.train_length, task.d_model),
-        budget_used=result.meter.used(),
-        flops=result.meter.flops,
-        steps=result.meter.steps,
-        params=sum(p.numel() for p in model.parameters()),
-        details={
-            "used": result.meter.as_dict(),
+    return trained_outcome(
+        result, model, metrics, layer_costs(mechanism, hparams, task.train_length, task.d_model),
+        {
             "flops_per_step": step_flops,
             "forward_flops_per_batch": forward_flops(config, mechanism, hparams, task.batch_size, seq_len=width),
             "mechanism_hparams": hparams,
-            "losses": result.losses[-20:],
         },
     )

@@ -29,7 +29,7 @@ from attnbench.suites.second.losses import change_maps, scd_loss
 from attnbench.suites.second.metrics import histogram, scd_scores
 from attnbench.suites.second.model import SCDNet, scd_forward_flops
 from attnbench.suites.second.suite import SecondTask
-from attnbench.training import adamw, train_under_budget, warmup_cosine
+from attnbench.training import adamw, placed_mechanism_costs, train_under_budget, trained_outcome, warmup_cosine
 
 EVAL_BATCH = 16
 
@@ -153,19 +153,11 @@ def train_and_evaluate(task: SecondTask, mechanism: MechanismSpec, hparams: dict
     val_labels = splits.labels["val"].numpy()
     predictions = predict(model, splits.images["val"], normalise)
     metrics, hist = score(predictions, val_labels)
-    metrics["final_train_loss"] = result.final_loss
     metrics.update(reported_values(model))
-    per_pair = scd_forward_flops(config, mechanism, hparams, batch=1)
-    return CellOutcome(
-        metrics=metrics,
-        # The mechanism's forward FLOPs on one pair (both dates), summed over every place it sits.
-        costs={f"flops_{part}": per_pair[f"mechanism_{part}"] for part in ("attention", "selection", "projections")},
-        budget_used=result.meter.used(),
-        flops=result.meter.flops,
-        steps=result.meter.steps,
-        params=sum(p.numel() for p in model.parameters()),
-        details={
-            "used": result.meter.as_dict(),
+    per_pair = scd_forward_flops(config, mechanism, hparams, batch=1)  # one pair: both dates
+    return trained_outcome(
+        result, model, metrics, placed_mechanism_costs(per_pair),
+        {
             "epochs": result.meter.steps * task.batch_size / len(train_labels),
             "split_sizes": {name: len(labels) for name, labels in splits.labels.items()},
             "evaluated_on": "val",
@@ -178,6 +170,5 @@ def train_and_evaluate(task: SecondTask, mechanism: MechanismSpec, hparams: dict
             "forward_flops_per_pair": per_pair,
             "mechanism_placements": [name for name, _ in model.mechanisms()],
             "mechanism_hparams": hparams,
-            "losses": result.losses[-20:],
         },
     )
