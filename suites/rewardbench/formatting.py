@@ -2,8 +2,11 @@
 
 Reward models and implicit (DPO) rewards read one conversation, [user: prompt, assistant: response], through
 the tokenizer's chat template (rewardbench/utils.py `prepare_dialogue_from_tokenizer`), or `PLAIN` when the
-tokenizer has none or the task turns it off. The text is tokenized with the tokenizer's special tokens,
-and a BOS doubled by template and tokenizer is kept once, as the official pipeline masks it.
+tokenizer has none or the task turns it off. A reward model's text is tokenized with the tokenizer's special
+tokens, and a BOS doubled by template and tokenizer is kept once, as the official pipeline masks it; a
+conversation longer than `max_length` loses its start, not its end (run_rm.py truncates from the left).
+Implicit rewards read the sequences rewardbench/dpo.py builds (`dpo_ids`): BOS, the user turn, then the scored
+answer (assistant header, response, end of turn) and an EOS, truncated as dpo.py truncates.
 
 A judge reads both responses side by side, [instructions and question][Response A][Response B][question],
 under the chat template, followed by the verdict prefix `[[`; its next token, `A` or `B`, is the verdict.
@@ -38,6 +41,23 @@ def encode(tokenizer: Any, text: str) -> list[int]:
     return once_bos(tokenizer, list(tokenizer(text)["input_ids"]))
 
 
+def classifier_ids(tokenizer: Any, text: str, max_length: int) -> tuple[list[int], bool]:
+    """(ids, truncated) of a conversation as scripts/run_rm.py hands it to the reward model: the tokenizer's own
+    truncation to `max_length` from the left (run_rm.py sets `truncation_side = "left"`, so the end of the
+    response, where the reward head reads, survives and the tokenizer's special tokens are kept), then a doubled
+    leading BOS kept once, as `RewardBenchPipeline` masks the first of two."""
+    full = list(tokenizer(text)["input_ids"])
+    if len(full) <= max_length:
+        return once_bos(tokenizer, full), False
+    side = tokenizer.truncation_side
+    tokenizer.truncation_side = "left"
+    try:
+        kept = list(tokenizer(text, truncation=True, max_length=max_length)["input_ids"])
+    finally:
+        tokenizer.truncation_side = side
+    return once_bos(tokenizer, kept), True
+
+
 def encode_head(tokenizer: Any, text: str) -> list[int]:
     """Ids of the start of a sequence: the tokenizer's leading special tokens (BOS), none of its trailing ones."""
     full = list(tokenizer(text)["input_ids"])
@@ -68,14 +88,59 @@ def conversation(tokenizer: Any, prompt: str, response: str | None, chat: bool) 
     return tokenizer.apply_chat_template(messages + [{"role": "assistant", "content": response}], tokenize=False)
 
 
-def response_start(prompt_ids: list[int], full_ids: list[int]) -> int:
-    """Where the response's tokens begin: after the longest common prefix of the prompt's and the whole's ids."""
-    start = 0
-    for a, b in zip(prompt_ids, full_ids):
-        if a != b:
-            break
-        start += 1
-    return start
+DPO_MAX_PROMPT_LENGTH = 128  # rewardbench/dpo.py DPOInference.max_prompt_length
+
+
+def _dpo_answer(tokenizer: Any, prompt_text: str, answer: str) -> tuple[list[int], list[int]]:
+    """rewardbench/dpo.py `build_tokenized_answer`: (prompt ids, answer ids) of enc(prompt + answer) without
+    special tokens, the split moved one token left when the prompt's last token merged into the answer."""
+    full = list(tokenizer(prompt_text + answer, add_special_tokens=False)["input_ids"])
+    prompt_ids = list(tokenizer(prompt_text, add_special_tokens=False)["input_ids"])
+    start = len(prompt_ids)
+    if prompt_ids != full[:start]:
+        start -= 1
+    return full[:start], full[start:]
+
+
+def dpo_ids(tokenizer: Any, prompt: str, chosen: str, rejected: str, chat: bool,
+            max_length: int) -> list[tuple[list[int], int, bool]]:
+    """(ids, index of the first scored token, truncated) of the chosen and the rejected sequence, as
+    rewardbench/dpo.py `tokenize_row` builds them for scripts/run_dpo.py:
+
+    * the prompt is the chat template of the user turn alone, without a generation prompt
+      (`prepare_dialogue_from_tokenizer`), and each answer is the whole conversation's text with that prompt
+      removed, so the scored tokens are the assistant header, the response and the template's end of turn;
+    * the tokenizer's BOS (its EOS when it has none, as run_dpo.py sets it) is put before the prompt and its
+      EOS after each answer, whatever the template already holds;
+    * when the prompt and the longer answer exceed `max_length`, the prompt keeps its last 128 tokens
+      (`keep_end`), and if that is still too long each answer keeps its first `max_length - 128` (below a
+      `max_length` of 256, where dpo.py's fixed 128 would leave no room, half of `max_length` for each).
+
+    Without a chat template the prompt is `PLAIN`'s head and the answer the response."""
+    if chat:
+        prompt_text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False)
+        texts = [conversation(tokenizer, prompt, response, True).replace(prompt_text, "")
+                 for response in (chosen, rejected)]
+    else:
+        prompt_text, texts = PLAIN.split("{response}")[0].format(prompt=prompt), [chosen, rejected]
+    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    first = [bos] if bos is not None else []
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    parts = []
+    for text in texts:
+        head, answer = _dpo_answer(tokenizer, prompt_text, text)
+        parts.append((first + head, answer + eos))
+    longest = max(len(answer) for _, answer in parts)
+    keep_prompt = min(DPO_MAX_PROMPT_LENGTH, max_length // 2)  # dpo.py: 128 of 2048
+    out = []
+    for head, answer in parts:
+        cut = False
+        if len(head) + longest > max_length:
+            head, cut = head[-keep_prompt:], len(head) > keep_prompt
+            if len(head) + longest > max_length:
+                answer, cut = answer[:max_length - keep_prompt], True
+        out.append((head + answer, len(head), cut))
+    return out
 
 
 def fit(first: list[int], second: list[int], room: int) -> tuple[list[int], list[int]]:

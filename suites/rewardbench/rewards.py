@@ -2,10 +2,11 @@
 
 * `ClassifierReward` — a sequence-classification reward model scores prompt+chosen and prompt+rejected
   (scripts/run_rm.py): the reward is the head's single logit.
-* `ImplicitReward` — a language model's log-probability of the response tokens (scripts/run_dpo.py,
+* `ImplicitReward` — a language model's log-probability of the answer tokens (scripts/run_dpo.py,
   rewardbench/dpo.py): with a reference model Σ log π(y|x) − Σ log π_ref(y|x); without one, Σ log π(y|x)
   reduced by `ref_free_norm` ("sum"; "avg", run_dpo.py's default, the mean per token; "norm", minus the
-  L2 norm of the per-token log-probabilities).
+  L2 norm of the per-token log-probabilities). The sequences and the scored tokens are dpo.py's
+  (`formatting.dpo_ids`): BOS + the user turn, then the assistant header, response, end of turn and an EOS.
 * `JudgeReward` — a language model judges the two responses side by side, twice: chosen shown first as A,
   then second as B. A response's reward is the summed log-probability of its verdict token over the two
   presentations, so a judge that always names the first (or always "A") scores a tie: a loss. Mechanisms
@@ -21,10 +22,10 @@ from typing import Any
 
 from attnbench.errors import ConfigError
 from attnbench.suites.rewardbench.formatting import (
+    classifier_ids,
     conversation,
-    encode,
+    dpo_ids,
     judge_ids,
-    response_start,
     uses_chat,
     verdict_tokens,
 )
@@ -54,15 +55,15 @@ class ClassifierReward:
         self.chat = uses_chat(tokenizer, chat_template)
 
     def reward(self, prompt: str, response: str) -> tuple[float, int, bool]:
-        """The head's logit for the conversation, truncated to its first `max_length` tokens as the official
-        pipeline's tokenizer truncates."""
+        """The head's logit for the conversation, truncated to its last `max_length` tokens (the tokenizer's
+        special tokens kept) as run_rm.py's left-truncating tokenizer does."""
         import torch
 
-        ids = encode(self.tokenizer, conversation(self.tokenizer, prompt, response, self.chat))
-        kept = ids[:self.max_length]
+        kept, truncated = classifier_ids(self.tokenizer, conversation(self.tokenizer, prompt, response, self.chat),
+                                         self.max_length)
         with torch.inference_mode():
             logit = self.model(input_ids=_ids(kept, self.model)).logits[0, 0]
-        return float(logit), len(kept), len(kept) < len(ids)
+        return float(logit), len(kept), truncated
 
     def score(self, row: dict[str, Any]) -> Scored:
         chosen, n_chosen, cut_chosen = self.reward(row["prompt"], row["chosen"])
@@ -82,17 +83,12 @@ class ImplicitReward:
         self.reference, self.norm = reference, ref_free_norm
         self.chat = uses_chat(tokenizer, chat_template)
 
-    def response_ids(self, prompt: str, response: str) -> tuple[list[int], int, bool]:
-        """(ids, index of the first response token, truncated): the first `max_length` tokens."""
-        full = encode(self.tokenizer, conversation(self.tokenizer, prompt, response, self.chat))
-        start = response_start(encode(self.tokenizer, conversation(self.tokenizer, prompt, None, self.chat)), full)
-        return full[:self.max_length], max(start, 1), len(full) > self.max_length
-
     @staticmethod
     def logprobs(model: Any, ids: list[int], start: int) -> Any:
-        """log p(ids[t] | ids[:t]) for every response token t >= start (empty when truncation cut them all)."""
+        """log p(ids[t] | ids[:t]) for every scored token t >= start (empty when there is none)."""
         import torch
 
+        start = max(start, 1)
         if start >= len(ids):
             return torch.zeros(0)
         with torch.inference_mode():
@@ -100,23 +96,26 @@ class ImplicitReward:
         targets = torch.tensor(ids[start:], device=logits.device)
         return logits.float().log_softmax(-1).gather(-1, targets[:, None])[:, 0].cpu()
 
-    def reward(self, prompt: str, response: str) -> tuple[float, list[int], bool]:
-        ids, start, truncated = self.response_ids(prompt, response)
+    def reward(self, ids: list[int], start: int) -> tuple[float, list[int]]:
+        """rewardbench/dpo.py `get_batch_logps` over the scored tokens: the policy's sum minus the reference's,
+        or without a reference the sum, mean ("avg") or minus the L2 norm ("norm")."""
         policy = self.logprobs(self.model, ids, start)
         if self.reference is not None:
             value = float(policy.sum() - self.logprobs(self.reference, ids, start).sum())
-            return value, [len(ids), len(ids)], truncated
+            return value, [len(ids), len(ids)]
         if self.norm == "sum":
             value = float(policy.sum())
         elif self.norm == "avg":
             value = float(policy.mean()) if len(policy) else 0.0
         else:
             value = -float(policy.norm(p=2))
-        return value, [len(ids)], truncated
+        return value, [len(ids)]
 
     def score(self, row: dict[str, Any]) -> Scored:
-        chosen, n_chosen, cut_chosen = self.reward(row["prompt"], row["chosen"])
-        rejected, n_rejected, cut_rejected = self.reward(row["prompt"], row["rejected"])
+        (chosen_ids, chosen_start, cut_chosen), (rejected_ids, rejected_start, cut_rejected) = dpo_ids(
+            self.tokenizer, row["prompt"], row["chosen"], row["rejected"], self.chat, self.max_length)
+        chosen, n_chosen = self.reward(chosen_ids, chosen_start)
+        rejected, n_rejected = self.reward(rejected_ids, rejected_start)
         return Scored(chosen, rejected, n_chosen + n_rejected, cut_chosen or cut_rejected)
 
 

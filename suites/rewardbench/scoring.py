@@ -57,9 +57,11 @@ def section_scores(subset_accuracy: Mapping[str, float], weights: str = "current
 
 
 def metric_version() -> str:
-    """What decides the numbers (SUITES.md §9): the official code, the per-pair rule and the weight table of
-    the headline (the older table's sections are stored apart, under their own names)."""
-    return f"rewardbench-v1-{SOURCE.split('@')[1]}/tie-is-loss/weights-2024-09-10"
+    """What decides the numbers (SUITES.md §9): the official code, the per-pair rule, the weight table of
+    the headline (the older table's sections are stored apart, under their own names) and the model inputs
+    (run_rm.py's left truncation, dpo.py's `tokenize_row`; cells stored before these were followed differ)."""
+    return (f"rewardbench-v1-{SOURCE.split('@')[1]}/tie-is-loss/weights-2024-09-10"
+            f"/inputs-rm-left-trunc-dpo-rows")
 
 
 def cell_metrics(accuracy: Mapping[str, float]) -> dict[str, float]:

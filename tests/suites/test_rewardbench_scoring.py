@@ -133,4 +133,5 @@ def test_cell_metrics_keep_both_tables_apart_in_percent():
     assert round(metrics["2024-09-10-before/Safety"], 2) == 85.52
     assert round(metrics["2024-09-10-before/score"], 2) == 84.73
     assert {f"subset/{s}" for s in SUBSETS} <= set(metrics) and metrics["subset/mt-bench-easy"] == 100
-    assert metric_version() == "rewardbench-v1-05a9005/tie-is-loss/weights-2024-09-10"
+    assert metric_version() == ("rewardbench-v1-05a9005/tie-is-loss/weights-2024-09-10"
+                                "/inputs-rm-left-trunc-dpo-rows")

@@ -111,8 +111,14 @@ def test_implicit_rewards_are_response_log_probabilities(lm, data):
     model = AutoModelForCausalLM.from_pretrained(lm).eval()
     tokenizer = AutoTokenizer.from_pretrained(lm)
     first = rows()[0]
-    full = tokenizer(_conversation(tokenizer, first["prompt"], first["chosen"]))["input_ids"]
-    start = len(tokenizer(_conversation(tokenizer, first["prompt"]))["input_ids"])
+    # rewardbench/dpo.py's sequence: BOS + the user turn (no generation prompt), then the scored answer = the
+    # rest of the conversation (assistant header, response, end of turn) + EOS
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": first["prompt"]}], tokenize=False)
+    answer = _conversation(tokenizer, first["prompt"], first["chosen"])[len(prompt):]
+    assert answer.startswith("<|assistant|>\n" + first["chosen"])
+    head = [tokenizer.bos_token_id] + tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    full = head + tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    start = len(head)
     with torch.no_grad():
         logprobs = model(torch.tensor([full])).logits[0].log_softmax(-1)
     per_token = [logprobs[t - 1, full[t]].item() for t in range(start, len(full))]
