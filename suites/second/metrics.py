@@ -5,7 +5,9 @@ reference; it carries no licence) builds one 7x7 histogram `hist[pred, label]` o
 every image, and derives:
 
 * `OA`: the pixel accuracy of each map (one date of one image), averaged over all maps, as
-  `Eval_SCD.py`'s `AverageMeter` does.
+  `Eval_SCD.py`'s `AverageMeter` does (`train_SCD_psd.py`'s validation averages (acc_1 + acc_2) / 2 per
+  image, the same number). It is not read from the histogram; for maps of one size, as SECOND's
+  512x512 are, it equals trace(hist) / hist.sum().
 * `mIoU`: the mean of the IoUs of "no change" and "change" on the binary change map (a pixel is
   changed where its class is not 0).
 * `SeK`: Cohen's kappa of the histogram with its unchanged-unchanged cell zeroed, times

@@ -91,6 +91,15 @@ def test_a_perfect_prediction_has_full_miou_fscd_and_sek_unless_kappa_is_degener
         assert scores["mIoU"] == pytest.approx(1.0 if (changed == 0).any() else 0.5)
 
 
+def test_oa_averages_each_maps_accuracy_as_eval_scd_does():
+    # Eval_SCD.py: AverageMeter over maps of accuracy(pred, label), not trace(hist) / hist.sum(); the two agree
+    # only when every map has one size (SECOND's 512x512)
+    small_pred, small_label = np.zeros((2, 2), dtype=np.uint8), np.array([[0, 0], [0, 1]], dtype=np.uint8)
+    big = np.zeros((6, 6), dtype=np.uint8)
+    scores = scd_scores([small_pred, big], [small_label, big])
+    assert scores["OA"] == pytest.approx((3 / 4 + 1) / 2) and scores["OA"] != pytest.approx(39 / 40)
+
+
 def test_no_change_anywhere_gives_defined_numbers_without_warnings():
     still = np.zeros((4, 5, 5), dtype=np.uint8)
     with warnings.catch_warnings():
