@@ -5,7 +5,9 @@ image answers from the question alone (the shortcut Med-VQA papers warn about) a
 the question cannot condition on it. So beside the checks every kind runs (shape and dtype, batch
 independence, gradients, determinism, FLOPs against FlopCounterMode) this kind checks that masks are
 honoured (padded context tokens never change an output; padded query tokens never change an output at
-a real query position; no masks equals all-real masks) and that both inputs reach the output. Shapes
+a real query position; no masks equals all-real masks; an example's real outputs equal those of the same
+example with its padding cut off, so a mask built over the padded length, such as a causal order whose
+last query is padding, fails) and that both inputs reach the output. Shapes
 include Lq or Lk of 1, Lq > Lk and Lq < Lk, and an example with a single real context token.
 """
 from __future__ import annotations
@@ -87,7 +89,16 @@ def _masks_honoured(spec, dim, hparams, seed) -> CheckResult:
                                                     f"query position (max {_gap(base * real, moved_x * real):.2e})")
     if not _close(unmasked, all_real):
         return CheckResult("masks_honoured", False, "masks=None differs from masks marking every token real")
-    return CheckResult("masks_honoured", True, "padded context and query tokens change no real output")
+    for row in range(1, batch):  # the same example without its padding: the real outputs must not move
+        q_real, kv_real = int(masks.x[row].sum()), int(masks.context[row].sum())
+        with torch.no_grad():
+            alone = module(x[row:row + 1, :q_real], context[row:row + 1, :kv_real], None)[0]
+        if not _close(base[row, :q_real], alone):
+            return CheckResult("masks_honoured", False, f"an example's real outputs depend on how much padding "
+                                                        f"follows them (max {_gap(base[row, :q_real], alone):.2e} "
+                                                        f"against the same example unpadded)")
+    return CheckResult("masks_honoured", True, "padded context and query tokens change no real output, nor does "
+                                               "their number")
 
 
 def _both_inputs_used(spec, dim, hparams, seed) -> CheckResult:

@@ -6,7 +6,9 @@ many consecutive blocks as there are frames and lets block t read frames 0..t on
 mask over (query block, frame). Here the context's Lk tokens form `frames` consecutive groups
 (frame of token j = floor(j F / Lk); `frames=None` makes every token its own step, as for one image
 read in raster order), and query i reads frame f iff f Lq < (i + 1) F: with Lq a multiple of F that is
-exactly Video-CCAM's blocks, the last query reads everything and the first reads frame 0. Costs are
+exactly Video-CCAM's blocks, the last query reads everything and the first reads frame 0. Lq, Lk, i
+and j count real tokens only (per example, from the masks): a question padded to a fixed length would
+otherwise end on padding, and its real words would never read the later part of the image. Costs are
 those of `cross`: the dense reference masks, it does not skip.
 """
 from __future__ import annotations
@@ -21,11 +23,27 @@ from attnbench.mechanisms._fusion import CrossProjection, padding
 
 
 def causal_cross_mask(q_len: int, kv_len: int, frames: int | None, device: torch.device | None = None) -> torch.Tensor:
-    """(Lq, Lk) bool: which context tokens each query may read."""
-    steps = kv_len if frames is None else min(frames, kv_len)
-    frame = torch.arange(kv_len, device=device) * steps // kv_len
-    query = torch.arange(q_len, device=device)
-    return frame[None, :] * q_len < (query[:, None] + 1) * steps
+    """(Lq, Lk) bool: which context tokens each query may read, every token real."""
+    return _allowed(torch.arange(q_len, device=device)[None], torch.tensor([q_len], device=device),
+                    torch.arange(kv_len, device=device)[None], torch.tensor([kv_len], device=device), frames)[0]
+
+
+def padded_causal_cross_mask(x_mask: torch.Tensor, context_mask: torch.Tensor, frames: int | None) -> torch.Tensor:
+    """(B, Lq, Lk) bool from the (B, Lq) and (B, Lk) real-token masks: the causal mask over each example's
+    real tokens (a token's place is its rank among the real ones), padded context never read."""
+    q_rank = (x_mask.long().cumsum(1) - 1).clamp(min=0)
+    kv_rank = (context_mask.long().cumsum(1) - 1).clamp(min=0)
+    q_real = x_mask.sum(1).clamp(min=1)
+    kv_real = context_mask.sum(1).clamp(min=1)
+    return _allowed(q_rank, q_real, kv_rank, kv_real, frames) & context_mask[:, None, :]
+
+
+def _allowed(q_rank: torch.Tensor, q_real: torch.Tensor, kv_rank: torch.Tensor, kv_real: torch.Tensor,
+             frames: int | None) -> torch.Tensor:
+    """(B, Lq, Lk): frame f = floor(j F / Lk) is read by query i iff f Lq < (i + 1) F, per example."""
+    steps = kv_real if frames is None else kv_real.clamp(max=frames)
+    frame = kv_rank * steps[:, None] // kv_real[:, None]
+    return frame[:, None, :] * q_real[:, None, None] < (q_rank[:, :, None] + 1) * steps[:, None, None]
 
 
 class CausalCrossAttention(nn.Module):
@@ -37,9 +55,8 @@ class CausalCrossAttention(nn.Module):
         self.attn = CrossProjection(dim, num_heads, bias)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor, masks: FusionMasks | None = None) -> torch.Tensor:
-        _, context_mask = padding(masks, x, context)
-        order = causal_cross_mask(x.shape[1], context.shape[1], self.frames, x.device)
-        return self.attn(x, context, order[None] & context_mask[:, None, :])
+        x_mask, context_mask = padding(masks, x, context)
+        return self.attn(x, context, padded_causal_cross_mask(x_mask, context_mask, self.frames))
 
 
 def flops(batch: int, q_len: int, kv_len: int, dim: int, num_heads: int = 8, **_: object) -> FlopBreakdown:

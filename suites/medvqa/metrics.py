@@ -6,8 +6,9 @@
   "yes" or "no" (substrings of "normal", "not", "nodule") from its denominator, and that is not done
   here. A type with no questions is left out rather than stored as NaN.
 * VQA-Med-2019: `strict_accuracy` (the prediction equals one accepted reading of the reference, after
-  normalisation) and `bleu` (`bleu.vqa_med_bleu`, averaged over every test item), and the accuracy per
-  question category.
+  normalisation) and `bleu` (`bleu.vqa_med_bleu`, averaged over every test item; by default with NLTK
+  3.2's method0 arithmetic, which the published scores need: see `bleu`), and the accuracy per question
+  category.
 """
 from __future__ import annotations
 
@@ -32,11 +33,11 @@ def strict_matches(predictions: Sequence[str], references: Sequence[str]) -> lis
 
 
 def vqa_med_metrics(predictions: Sequence[str], references: Sequence[str], answer_types: Sequence[str],
-                    categories: Sequence[str], stemmer: str = "snowball") -> dict[str, float]:
+                    categories: Sequence[str], stemmer: str = "snowball", nltk: str = "3.2") -> dict[str, float]:
     hits = strict_matches(predictions, references)
     metrics = _grouped(hits, answer_types)
     metrics["strict_accuracy"] = metrics["accuracy"]
-    metrics["bleu"] = sum(vqa_med_bleu(p, r, stemmer) for p, r in zip(predictions, references)) / len(references)
+    metrics["bleu"] = sum(vqa_med_bleu(p, r, stemmer, nltk) for p, r in zip(predictions, references)) / len(references)
     for category in sorted(set(categories)):
         chosen = [hit for hit, c in zip(hits, categories) if c == category]
         metrics[f"accuracy/{category}"] = sum(chosen) / len(chosen)

@@ -7,7 +7,8 @@
   such as "left or right?"); the Hugging Face VQA-RAD and VQA-Med-2019 state none, so there a question is
   closed exactly when its normalised answer is "yes" or "no".
 * VQA-Med-2019 references: `#` separates alternative correct answers, `(...)` marks an optional part
-  that may be present or absent; `expand_reference` lists every accepted string.
+  that may be present or absent; `expand_reference` lists every accepted string (the alternative as
+  written, brackets included, among them).
 """
 from __future__ import annotations
 
@@ -40,17 +41,23 @@ def answer_type_of(stated: object, answer: str) -> str | None:
 
 
 def expand_reference(reference: str) -> list[str]:
-    """Every normalised answer a VQA-Med-2019 reference accepts: each `#` alternative, with each `(...)` part
-    kept or dropped. `(angioinvasive aspergillosis with) septic cerebral emboli` accepts both readings."""
+    """Every normalised answer a VQA-Med-2019 reference accepts: each `#` alternative as written, then with
+    each `(...)` part kept (without its brackets) or dropped. `(angioinvasive aspergillosis with) septic
+    cerebral emboli` accepts all three readings. The alternative as written comes first: brackets are also
+    part of class names (the modality classes "ct w/contrast (iv)", "mr - adc map (app diff coeff)", ...
+    of README-VQA-Med-2019-Data.txt), so a classifier's literal answer must match."""
     accepted: list[str] = []
     for alternative in reference.split("#"):
         parts = _OPTIONAL.split(alternative)  # even indices: fixed text, odd: optional parts
         optional = parts[1::2]
+        readings = [alternative] if optional else []
         for keep in itertools.product((True, False), repeat=len(optional)):
             pieces = [parts[0]]
             for kept, part, after in zip(keep, optional, parts[2::2]):
                 pieces += [part if kept else " ", after]
-            text = normalise_answer("".join(pieces))
+            readings.append("".join(pieces))
+        for reading in readings:
+            text = normalise_answer(reading)
             if text and text not in accepted:
                 accepted.append(text)
     return accepted

@@ -51,7 +51,8 @@ def prepare(key: tuple) -> Prepared:
 
         loaded = load(data, root, language, lenient)
     vocabulary = Vocabulary.build([e.question for e in loaded.splits["train"]])
-    answers = AnswerClasses.build([e.answer for e in loaded.splits["train"]])  # VQA-Med's training answers are plain
+    # Training answers are classes as written (VQA-Med's brackets included: "ct w/contrast (iv)" is one class)
+    answers = AnswerClasses.build([e.answer for e in loaded.splits["train"]])
     keys = sorted({e.image for rows in loaded.splits.values() for e in rows})  # each image decoded once
     position = {key: i for i, key in enumerate(keys)}
     first = {e.image: e for rows in loaded.splits.values() for e in rows}

@@ -14,8 +14,10 @@ Profiles:
 The default budget is what the model with plain cross-attention (`cross`, the kind's reference) spends
 in `epochs_for_default_budget` epochs of the training questions; every mechanism gets that budget.
 Metrics: `accuracy` (primary; every test question), `closed_accuracy`, `open_accuracy`; for VQA-Med-2019
-also `strict_accuracy`, `bleu` and accuracy per category (`metrics`). `lenient=true` skips unusable rows
-(counted in `details.skipped`) instead of refusing the data set. Torch is imported only by cells.
+also `strict_accuracy`, `bleu` and accuracy per category (`metrics`); `bleu_nltk=3.2` (the default) is
+NLTK 3.2's arithmetic for an n-gram order without a match, which the challenge's published BLEU needs,
+`3.3` NLTK's since 3.3 (`bleu`). `lenient=true` skips unusable rows (counted in `details.skipped`)
+instead of refusing the data set. Torch is imported only by cells.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from attnbench.suite import CellContext, Suite, Task
 DATA = ("synthetic", "vqa-rad", "vqa-rad-mevf", "slake", "vqa-med-2019")
 LANGUAGES = ("en", "zh", "all")
 STEMMERS = ("snowball", "none")
+BLEU_NLTK = ("3.2", "3.3")  # method0's arithmetic (suites/medvqa/bleu.py): 3.2 is what the published BLEU needs
 DEFAULT_SYNTHETIC = ((400, 100, 200), 0)  # images per split (train, val, test; three questions each), seed
 INTS = ("image_size", "patch_size", "dim", "text_layers", "fusion_layers", "mlp_ratio", "text_heads",
         "max_question_tokens", "batch_size")
@@ -57,6 +60,7 @@ class MedVQATask:
     weight_decay: float
     epochs_for_default_budget: float
     bleu_stemmer: str = "snowball"
+    bleu_nltk: str = "3.2"
 
     @property
     def label(self) -> str:
@@ -79,9 +83,12 @@ class MedVQATask:
 
     def normalised(self) -> MedVQATask:
         """Synthetic data gets its generator settings; real data has none (what the config says is used).
-        `lenient` also takes the words true and false, as a shell user types them."""
+        `lenient` also takes the words true and false, as a shell user types them, and `bleu_nltk` the
+        number 3.2 or 3.3 that `--set bleu_nltk=3.3` parses to."""
         if isinstance(self.lenient, str) and self.lenient.lower() in ("true", "false"):
             return replace(self, lenient=self.lenient.lower() == "true").normalised()
+        if isinstance(self.bleu_nltk, float) and not isinstance(self.bleu_nltk, bool):  # --set bleu_nltk=3.3
+            return replace(self, bleu_nltk=f"{self.bleu_nltk:g}").normalised()
         if self.data == "synthetic":
             return replace(self, synthetic_images=self.synthetic_images or DEFAULT_SYNTHETIC[0],
                            data_seed=DEFAULT_SYNTHETIC[1] if self.data_seed is None else self.data_seed)
@@ -92,6 +99,7 @@ class MedVQATask:
         _one_of("data", self.data, DATA)
         _one_of("language", self.language, LANGUAGES)
         _one_of("bleu_stemmer", self.bleu_stemmer, STEMMERS)
+        _one_of("bleu_nltk", self.bleu_nltk, BLEU_NLTK)
         if not isinstance(self.lenient, bool):
             raise ConfigError(f"Med-VQA lenient={self.lenient!r} must be True or False")
         for name in INTS:
@@ -141,7 +149,7 @@ class MedVQATask:
     def metric_version(self) -> str:
         version = "medvqa-exact-nfkc-lower-v1"
         if self.data == "vqa-med-2019":
-            version += f"/vqa-med-bleu-regex-nltk179stop-{self.bleu_stemmer}-method0"
+            version += f"/vqa-med-bleu-regex-nltk179stop-{self.bleu_stemmer}-method0-nltk{self.bleu_nltk}"
         return version
 
 

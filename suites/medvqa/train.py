@@ -53,7 +53,7 @@ def score(task: MedVQATask, split: Split, predictions: list[str]) -> dict[str, f
     rows = split.examples
     if task.data == "vqa-med-2019":
         return vqa_med_metrics(predictions, [e.answer for e in rows], [e.answer_type for e in rows],
-                               [e.category for e in rows], task.bleu_stemmer)
+                               [e.category for e in rows], task.bleu_stemmer, task.bleu_nltk)
     return closed_open_accuracy(predictions, [e.answer for e in rows], [e.answer_type for e in rows])
 
 

@@ -44,6 +44,18 @@ class ReadsPadding(nn.Module):
         return self.proj(x) + context.mean(1, keepdim=True)
 
 
+class CountsPadding(nn.Module):
+    """Reads only real tokens, but scales by the padded length (as a causal order over padded queries would)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x, context, masks=None):
+        real = masks.context[..., None].to(context.dtype) if masks and masks.context is not None else 1
+        return self.proj(x) * x.shape[1] + (context * real).sum(1, keepdim=True)
+
+
 class IgnoresImage(nn.Module):
     def __init__(self, dim: int) -> None:
         super().__init__()
@@ -69,6 +81,11 @@ def _failed(report):
 def test_a_module_that_reads_padding_fails_masks_honoured():
     failed = _failed(check_mechanism(_spec("t_padding", ReadsPadding), hparams={}))
     assert set(failed) == {"masks_honoured"} and "padded context tokens" in failed["masks_honoured"]
+
+
+def test_a_module_whose_real_outputs_depend_on_the_amount_of_padding_fails_masks_honoured():
+    failed = _failed(check_mechanism(_spec("t_counts", CountsPadding), hparams={}))
+    assert "masks_honoured" in failed and "how much padding" in failed["masks_honoured"]
 
 
 def test_a_module_that_ignores_the_image_fails_inputs_used():

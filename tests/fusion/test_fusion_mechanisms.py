@@ -119,3 +119,50 @@ def test_coguided_gates_the_question_with_the_guided_image():
         assert torch.equal(_built(coguided, psai=0.0)(x, context), torch.zeros_like(x))
         silent = torch.cat([x[:, :2], torch.zeros(2, 2, D, dtype=torch.float64)], 1)
         assert torch.equal(module(silent, context)[:, 2:], torch.zeros(2, 2, D, dtype=torch.float64))
+
+
+BUILT_INS = [(cross, {}), (coguided, {}), (mutual, {}), (mutual, {"mask": "causal"}), (ccam, {}), (ccam, {"frames": 3}),
+             (cue_bottleneck, {}), (cue_bottleneck, {"stage": "restored"})]
+
+
+@pytest.mark.parametrize("module,hparams", BUILT_INS, ids=lambda v: getattr(v, "__name__", str(v)).split(".")[-1])
+def test_padding_is_invisible_real_outputs_equal_those_of_the_unpadded_example(module, hparams):
+    # The suite right-pads every question to max_question_tokens: a real word's output must not depend on how
+    # much padding follows (ccam once counted padded queries in its causal order, so a short question's real
+    # words never read the later part of the image).
+    built = _built(module, **hparams)
+    x, context = _tokens(2, 9, D), _tokens(2, 12, D, seed=1)
+    x_mask = torch.tensor([[True] * 9, [True] * 4 + [False] * 5])
+    context_mask = torch.tensor([[True] * 12, [True] * 7 + [False] * 5])
+    with torch.no_grad():
+        padded = built(x, context, FusionMasks(x_mask, context_mask))
+        alone = built(x[1:, :4], context[1:, :7])
+    assert torch.allclose(padded[1, :4], alone[0], atol=1e-12)
+
+
+@pytest.mark.parametrize("module,hparams", BUILT_INS, ids=lambda v: getattr(v, "__name__", str(v)).split(".")[-1])
+def test_fully_masked_rows_give_finite_outputs_and_gradients(module, hparams):
+    built = _built(module, **hparams)
+    for x_real, context_real in (((True, False), (True, True)), ((True, True), (True, False)),
+                                 ((False, True), (True, False)), ((False, False), (False, False))):
+        x = _tokens(2, 5, D).requires_grad_(True)
+        context = _tokens(2, 7, D, seed=1).requires_grad_(True)
+        masks = FusionMasks(torch.tensor(x_real)[:, None].expand(2, 5).clone(),
+                            torch.tensor(context_real)[:, None].expand(2, 7).clone())
+        built.zero_grad()
+        out = built(x, context, masks)
+        out.square().sum().backward()
+        assert torch.isfinite(out).all() and torch.isfinite(x.grad).all() and torch.isfinite(context.grad).all()
+        assert all(torch.isfinite(p.grad).all() for p in built.parameters() if p.grad is not None)
+        for row in range(2):
+            if not context_real[row] and module in (cross, ccam):
+                # nothing to read: the heads give zeros, so the update is the output projection's bias
+                assert torch.equal(out[row], built.attn.out.bias.expand_as(out[row]))
+
+
+def test_ccam_orders_the_real_question_words_whatever_the_padding():
+    mask = ccam.padded_causal_cross_mask(torch.tensor([[True] * 2 + [False] * 4]), torch.ones(1, 6, dtype=torch.bool),
+                                         None)[0]
+    assert mask[:2].tolist() == ccam.causal_cross_mask(2, 6, None).tolist()
+    assert mask[1].all()  # the last real word reads the whole image
+    assert mask[2:].all()  # padded queries (never read) sit after the last real one

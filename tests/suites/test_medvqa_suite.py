@@ -67,6 +67,7 @@ def test_smoke_plan_runs_every_fusion_built_in_on_one_budget_and_skips_other_kin
     ({"synthetic_images": [0, 1, 1]}, "synthetic_images"),
     ({"synthetic_images": ["a", 1, 1]}, "synthetic_images"),
     ({"lenient": "maybe"}, "lenient='maybe' must be True or False"),
+    ({"bleu_nltk": "3.4"}, "bleu_nltk='3.4' is not one of 3.2, 3.3"),
     ({"root": "/nonexistent"}, "root is set but data=synthetic"),
     ({"data": "slake", "root": "/nonexistent/slake"}, "no slake data at /nonexistent/slake"),
     ({"bogus": 1}, "no task setting 'bogus'"),
@@ -143,6 +144,9 @@ def test_vqa_med_2019_cells_store_strict_accuracy_bleu_and_categories(tmp_path):
     metrics = outcome.metrics
     assert metrics["strict_accuracy"] == metrics["accuracy"] and 0 <= metrics["bleu"] <= 1
     assert {"accuracy/modality", "accuracy/plane", "accuracy/organ", "accuracy/abnormality"} <= set(metrics)
-    assert outcome.details["metric_version"].endswith("snowball-method0")
+    assert outcome.details["metric_version"].endswith("snowball-method0-nltk3.2")
+    # `--set bleu_nltk=3.3` arrives as the number 3.3
+    older = MedVQATask.from_config(SUITE.make_task({**config, "bleu_nltk": 3.3}, "x").config)
+    assert older.bleu_nltk == "3.3" and older.metric_version().endswith("snowball-method0-nltk3.3")
     # cta..., no, yes, axial, and "septic cerebral emboli", an accepted reading of a reference with an optional part
     assert metrics["answer_coverage"] == pytest.approx(5 / 9)
