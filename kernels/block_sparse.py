@@ -24,7 +24,7 @@ import torch
 import triton
 import triton.language as tl
 
-from attnbench.kernels.layout import BlockLayout, cdiv
+from attnbench.kernels.layout import BlockLayout, cdiv, on_device
 
 LOG2E = 1.4426950408889634
 
@@ -228,6 +228,19 @@ def _backward_dkdv(Q, K, V, DO, DK, DV, DBIAS, LSE, DELTA, Q_IDX, Q_CNT, SEL, BI
         tl.store(DBIAS + row + offs_n, dbias.to(DBIAS.dtype.element_ty), mask=in_n)
 
 
+@triton.jit
+def _backward_delta(O, DO, DELTA, rows, head_dim, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
+    """DELTA[r] = sum_d O[r, d] dO[r, d] in float32 (FlashAttention-2's preprocessing), read in place: no
+    float32 copies of O and dO, which at L = 128K would cost three times the memory of the inputs."""
+    offs_r = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
+    offs_d = tl.arange(0, BLOCK_D)
+    in_r = offs_r < rows
+    mask = in_r[:, None] & (offs_d < head_dim)[None, :]
+    o = tl.load(O + offs_r[:, None] * head_dim + offs_d[None, :], mask=mask, other=0.0).to(tl.float32)
+    do = tl.load(DO + offs_r[:, None] * head_dim + offs_d[None, :], mask=mask, other=0.0).to(tl.float32)
+    tl.store(DELTA + offs_r, tl.sum(o * do, 1), mask=in_r)
+
+
 @dataclass(frozen=True)
 class TokenRules:
     """The pair rules applied inside tiles. `selected` (B, H, L, k) int32 block ids of `select_block` keys
@@ -253,6 +266,13 @@ def _precision(dtype: torch.dtype) -> str:
     return "ieee" if dtype == torch.float32 else "tf32"
 
 
+def num_stages(element_size: int, block_d: int) -> int:
+    """Software-pipelining depth: 3 buffered tiles where they fit in a Hopper SM's 227 KiB of shared memory,
+    2 for wider rows. Compiled for sm_90 at 64 x 64 tiles, 3 stages of bfloat16 rows of 256 need 232-260 KiB
+    (forward, dQ) and fail to launch; 2 stages need 168-196 KiB."""
+    return 3 if element_size * block_d <= 256 else 2
+
+
 def _meta(q: torch.Tensor, layout: BlockLayout, rules: TokenRules, has_bias: bool) -> dict:
     block_d = max(16, triton.next_power_of_2(q.shape[-1]))
     return {"CAUSAL": rules.causal, "WINDOW": rules.window,
@@ -260,7 +280,8 @@ def _meta(q: torch.Tensor, layout: BlockLayout, rules: TokenRules, has_bias: boo
             "SEL_BLOCK": rules.select_block, "HAS_BIAS": has_bias,
             "PER_PAIR": rules.selected is not None or has_bias, "BLOCK_M": layout.block_m,
             "BLOCK_N": layout.block_n, "BLOCK_D": block_d, "PRECISION": _precision(q.dtype),
-            "num_warps": 4 if block_d <= 64 else 8}  # wide heads: more warps share the accumulators
+            "num_warps": 4 if block_d <= 64 else 8,  # wide heads: more warps share the accumulators
+            "num_stages": num_stages(q.element_size(), block_d)}
 
 
 class _BlockSparseAttention(torch.autograd.Function):
@@ -275,9 +296,10 @@ class _BlockSparseAttention(torch.autograd.Function):
         thresholds = rules.thresholds if rules.thresholds is not None else lse
         meta = _meta(q, layout, rules, has_bias)
         grid = (cdiv(seq_len, layout.block_m), batch * heads)
-        _forward[grid](q, k, v, out, lse, layout.kv_indices, layout.kv_counts, selected, bias, thresholds,
-                       scale * LOG2E, seq_len, head_dim, heads, *_strides(layout.kv_indices, layout.kv_counts),
-                       **meta)
+        with on_device(q.device):
+            _forward[grid](q, k, v, out, lse, layout.kv_indices, layout.kv_counts, selected, bias, thresholds,
+                           scale * LOG2E, seq_len, head_dim, heads, *_strides(layout.kv_indices, layout.kv_counts),
+                           **meta)
         ctx.save_for_backward(q, k, v, out, lse, key_bias, selected, thresholds)
         ctx.layout, ctx.meta, ctx.scale = layout, meta, scale
         return out
@@ -288,19 +310,35 @@ class _BlockSparseAttention(torch.autograd.Function):
         layout, meta, scale = ctx.layout, ctx.meta, ctx.scale
         batch, heads, seq_len, head_dim = q.shape
         grad_out = grad_out.contiguous()
-        delta = (out.float() * grad_out.float()).sum(-1)  # rowsum(dO * O), FlashAttention-2's D
+        delta = torch.empty(batch, heads, seq_len, device=q.device, dtype=torch.float32)  # rowsum(dO * O)
+        rows, block_d = batch * heads * seq_len, max(16, triton.next_power_of_2(head_dim))
+        block_r = max(16, min(128, 8192 // block_d))
         dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
         has_bias = key_bias is not None
         dbias = torch.empty(batch, heads, seq_len, device=q.device, dtype=torch.float32) if has_bias else lse
         bias = key_bias if has_bias else lse
-        _backward_dq[(cdiv(seq_len, layout.block_m), batch * heads)](
-            q, k, v, grad_out, dq, lse, delta, layout.kv_indices, layout.kv_counts, selected, bias, thresholds,
-            scale * LOG2E, scale, seq_len, head_dim, heads, *_strides(layout.kv_indices, layout.kv_counts), **meta)
-        _backward_dkdv[(cdiv(seq_len, layout.block_n), batch * heads)](
-            q, k, v, grad_out, dk, dv, dbias, lse, delta, layout.q_indices, layout.q_counts, selected, bias,
-            thresholds, scale * LOG2E, scale, seq_len, head_dim, heads, *_strides(layout.q_indices, layout.q_counts),
-            **meta)
+        with on_device(q.device):
+            _backward_delta[(cdiv(rows, block_r),)](out, grad_out, delta, rows, head_dim, BLOCK_R=block_r,
+                                                    BLOCK_D=block_d)
+            _backward_dq[(cdiv(seq_len, layout.block_m), batch * heads)](
+                q, k, v, grad_out, dq, lse, delta, layout.kv_indices, layout.kv_counts, selected, bias, thresholds,
+                scale * LOG2E, scale, seq_len, head_dim, heads, *_strides(layout.kv_indices, layout.kv_counts),
+                **meta)
+            _backward_dkdv[(cdiv(seq_len, layout.block_n), batch * heads)](
+                q, k, v, grad_out, dk, dv, dbias, lse, delta, layout.q_indices, layout.q_counts, selected, bias,
+                thresholds, scale * LOG2E, scale, seq_len, head_dim, heads,
+                *_strides(layout.q_indices, layout.q_counts), **meta)
         return dq, dk, dv, dbias.to(key_bias.dtype) if has_bias else None, None, None, None
+
+
+def check_tiles(block_m: int, block_n: int, gpu: bool) -> None:
+    """tl.arange needs powers of two, and on a GPU tl.dot needs a reduction dimension (here both tile sides, in
+    P V and in P^T dO) of at least 16 for 16-bit inputs. Triton's interpreter accepts smaller tiles, so the
+    GPU's rule is stated here rather than met as a compiler assertion on the first GPU run."""
+    for block in (block_m, block_n):
+        if block < 1 or block & (block - 1) or (gpu and block < 16):
+            raise ValueError(f"tiles of {block_m} x {block_n}: each side must be a power of two"
+                             + (" >= 16 on a GPU" if gpu else ""))
 
 
 def block_sparse_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: BlockLayout,
@@ -315,6 +353,9 @@ def block_sparse_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, la
                          f"{tuple(v.shape)}")
     if any(t.shape[0] not in (1, batch) or t.shape[1] not in (1, heads) for t in (layout.kv_indices, layout.q_indices)):
         raise ValueError(f"layout of shape {tuple(layout.kv_indices.shape)} does not broadcast to B={batch}, H={heads}")
+    if q.dtype != k.dtype or q.dtype != v.dtype:
+        raise ValueError(f"q, k, v must share one dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    check_tiles(layout.block_m, layout.block_n, q.is_cuda)
     if layout.seq_len != seq_len:
         raise ValueError(f"layout built for length {layout.seq_len}, inputs have {seq_len}")
     for name, tensor in (("selected", rules.selected), ("thresholds", rules.thresholds), ("key_bias", key_bias)):

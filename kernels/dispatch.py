@@ -24,6 +24,10 @@ from attnbench.errors import ConfigError
 TRITON, REFERENCE = "triton", "reference"
 MODES = ("auto", "on", "off")
 KERNEL_DTYPES = ("torch.float16", "torch.bfloat16", "torch.float32")  # float64 and the rest: the reference
+# Widest head row (head width x element size) the kernels' tiles fit in a GPU's shared memory: 256 in 16-bit,
+# 128 in float32. Compiled for sm_90, the block-sparse dQ kernel needs 256 KiB for float32 heads of 256 even
+# unpipelined (227 KiB available), so wider heads take the reference rather than fail to launch.
+MAX_ROW_BYTES = 512
 
 # The open `recording()` blocks, innermost last: scoped to this thread/task, never a module-level list.
 _RECORDINGS: ContextVar[tuple[dict[str, str], ...]] = ContextVar("attnbench_kernel_recordings", default=())
@@ -53,7 +57,8 @@ def interpreting() -> bool:
 def use_kernel(name: str, tensor: Any) -> bool:
     """Whether mechanism `name` should run its kernel on `tensor`; the answer is recorded."""
     chosen = mode()
-    if chosen == "off" or str(tensor.dtype) not in KERNEL_DTYPES or not triton_available() or _dispatch_mode_active():
+    if chosen == "off" or str(tensor.dtype) not in KERNEL_DTYPES or tensor.shape[-1] * tensor.element_size() > \
+            MAX_ROW_BYTES or not triton_available() or _dispatch_mode_active():
         kernel = False
     elif tensor.is_cuda:
         kernel = True

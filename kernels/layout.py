@@ -10,6 +10,7 @@ a layout only has to be a superset of the tiles that hold an allowed pair.
 """
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -17,6 +18,12 @@ import torch
 
 def cdiv(a: int, b: int) -> int:
     return -(-a // b)
+
+
+def on_device(device: torch.device) -> AbstractContextManager:
+    """Triton launches on the current CUDA device, not on its arguments' one: kernels on tensors of another GPU
+    (`attnbench bench kernels --device cuda:1`) must make that device current, or they read foreign addresses."""
+    return torch.cuda.device(device) if device.type == "cuda" else nullcontext()
 
 
 def _lists(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -78,7 +85,7 @@ def selected_tiles(selected: torch.Tensor, select_block: int, seq_len: int, bloc
     """(B, H, L, k) block ids each query reads (-1 for none) -> (B, H, n_q, n_k) tiles holding any of them."""
     batch, heads, length, top_k = selected.shape
     n_q, n_k = cdiv(seq_len, block_m), cdiv(seq_len, block_n)
-    padded = _pad_rows(selected, n_q * block_m - length).view(batch, heads, n_q, block_m * top_k)
+    padded = _pad_rows(selected, n_q * block_m - length).reshape(batch, heads, n_q, block_m * top_k)
     tiles = torch.zeros(batch, heads, n_q, n_k + 1, dtype=torch.bool, device=selected.device)
     first = (padded * select_block) // block_n
     last = ((padded + 1) * select_block - 1).clamp(max=seq_len - 1) // block_n

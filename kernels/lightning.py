@@ -12,7 +12,8 @@ O(d e) per program and every step is a matmul. The state is kept in float32.
 The backward pass reuses the same kernel, because each gradient is itself a decayed causal linear
 attention: dQ_t = sum_{s<=t} lambda^(t-s) (dO_t . v_s) k_s reads like the forward with (dO, V, K);
 dK and dV look forward in time, so they are the forward on the time-reversed sequence with (V, dO, Q)
-and (K, Q, dO). The reversal costs three copies; it keeps one kernel to trust instead of four.
+and (K, Q, dO). The kernel walks that reversed sequence in place (REVERSE), so it is one kernel to trust
+instead of four, and no flipped copies.
 """
 from __future__ import annotations
 
@@ -20,12 +21,15 @@ import torch
 import triton
 import triton.language as tl
 
-from attnbench.kernels.layout import cdiv
+from attnbench.kernels.layout import cdiv, on_device
 
 
 @triton.jit
 def _decayed_causal(Q, K, V, O, SLOPES, seq_len, dim_k, dim_v, heads, BLOCK_C: tl.constexpr,
-                    BLOCK_DK: tl.constexpr, BLOCK_DV: tl.constexpr, PRECISION: tl.constexpr):
+                    BLOCK_DK: tl.constexpr, BLOCK_DV: tl.constexpr, PRECISION: tl.constexpr,
+                    REVERSE: tl.constexpr):
+    # REVERSE walks the sequence from its end (step i reads token L - 1 - i): the anti-causal sums of the
+    # backward pass, addressed in place instead of on flipped copies.
     bh = tl.program_id(0)
     tile_e = tl.program_id(1)
     slope = tl.load(SLOPES + bh % heads).to(tl.float32)
@@ -42,8 +46,12 @@ def _decayed_causal(Q, K, V, O, SLOPES, seq_len, dim_k, dim_v, heads, BLOCK_C: t
     chunk_decay = tl.exp(-slope * BLOCK_C)
     state = tl.zeros([BLOCK_DK, BLOCK_DV], tl.float32)
     for start in range(0, seq_len, BLOCK_C):
-        offs_t = start + offs_c
-        in_t = offs_t < seq_len
+        steps = start + offs_c
+        in_t = steps < seq_len
+        if REVERSE:
+            offs_t = seq_len - 1 - steps
+        else:
+            offs_t = steps
         q = tl.load(Q + (row + offs_t[:, None]) * dim_k + offs_k[None, :], mask=in_t[:, None] & in_k[None, :],
                     other=0.0)
         k = tl.load(K + (row + offs_t[:, None]) * dim_k + offs_k[None, :], mask=in_t[:, None] & in_k[None, :],
@@ -60,24 +68,23 @@ def _decayed_causal(Q, K, V, O, SLOPES, seq_len, dim_k, dim_v, heads, BLOCK_C: t
                                              input_precision=PRECISION)
 
 
-def _launch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slopes: torch.Tensor, block_c: int) -> torch.Tensor:
-    """(B, H, L, dk), (B, H, L, dk), (B, H, L, dv) -> (B, H, L, dv), the decayed causal sum."""
+def _launch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slopes: torch.Tensor, block_c: int,
+            reverse: bool = False) -> torch.Tensor:
+    """(B, H, L, dk), (B, H, L, dk), (B, H, L, dv) -> (B, H, L, dv), the decayed causal sum (`reverse`: the
+    anti-causal one, out_s = sum_{t>=s} lambda^(t-s) (q_s . k_t) v_t)."""
     batch, heads, seq_len, dim_k = q.shape
     dim_v = v.shape[-1]
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     out = torch.empty_like(v)
     block_dv = min(64, max(16, triton.next_power_of_2(dim_v)))
     grid = (batch * heads, cdiv(dim_v, block_dv))
-    _decayed_causal[grid](q, k, v, out, slopes.contiguous(), seq_len, dim_k, dim_v, heads, BLOCK_C=block_c,
-                          BLOCK_DK=max(16, triton.next_power_of_2(dim_k)), BLOCK_DV=block_dv,
-                          PRECISION="ieee" if q.dtype == torch.float32 else "tf32")
+    block_dk = max(16, triton.next_power_of_2(dim_k))
+    with on_device(q.device):
+        _decayed_causal[grid](q, k, v, out, slopes.contiguous(), seq_len, dim_k, dim_v, heads, BLOCK_C=block_c,
+                              BLOCK_DK=block_dk, BLOCK_DV=block_dv,
+                              PRECISION="ieee" if q.dtype == torch.float32 else "tf32", REVERSE=reverse,
+                              num_stages=3 if q.element_size() * block_dk <= 256 else 2)
     return out
-
-
-def _reversed(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slopes: torch.Tensor, block_c: int) -> torch.Tensor:
-    """The anti-causal sum out_s = sum_{t>=s} lambda^(t-s) (q_s . k_t) v_t, via the time-reversed sequence."""
-    flip = lambda x: torch.flip(x, dims=[2])  # noqa: E731
-    return flip(_launch(flip(q), flip(k), flip(v), slopes, block_c))
 
 
 class _LightningAttention(torch.autograd.Function):
@@ -92,8 +99,8 @@ class _LightningAttention(torch.autograd.Function):
         q, k, v, slopes = ctx.saved_tensors
         block_c, grad_out = ctx.block_c, grad_out.contiguous()
         dq = _launch(grad_out, v, k, slopes, block_c)
-        dk = _reversed(v, grad_out, q, slopes, block_c)
-        dv = _reversed(k, q, grad_out, slopes, block_c)
+        dk = _launch(v, grad_out, q, slopes, block_c, reverse=True)
+        dv = _launch(k, q, grad_out, slopes, block_c, reverse=True)
         return dq, dk, dv, None, None
 
 
@@ -104,6 +111,9 @@ def lightning_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slope
     if k.shape != q.shape or v.shape[:3] != q.shape[:3]:
         raise ValueError(f"q, k must be (B, H, L, d) and v (B, H, L, e); got {tuple(q.shape)}, {tuple(k.shape)}, "
                          f"{tuple(v.shape)}")
+    if block_c < 16 or block_c & (block_c - 1):
+        # tl.arange needs a power of two, and a GPU's tl.dot a reduction dimension (here the chunk) of at least 16.
+        raise ValueError(f"block_c={block_c} must be a power of two >= 16")
     if slopes.shape != (q.shape[1],):
         raise ValueError(f"one slope per head expected, got shape {tuple(slopes.shape)} for {q.shape[1]} heads")
     return _LightningAttention.apply(q, k, v, slopes.detach().float(), block_c)

@@ -61,6 +61,11 @@ def flex_contender(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_mask
 
     if q.is_cuda:
         bias = key_bias
+        # Every cell compiles flex_attention anew (its length, its mask_mod and score_mod closures, grad mode on
+        # and off), all against the one code object; past dynamo's recompile limit (8) it would silently run
+        # FlexAttention eagerly, which materialises the L x L scores: the baseline's figures would be wrong.
+        # (cache_size_limit: the name torch >= 2.4 all take; 2.6 renamed it recompile_limit and kept this alias.)
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 1000)
         attend = torch.compile(flex_attention, dynamic=False)
         return Contender("flex", lambda: attend(q, k, v, score_mod=score_mod if bias is not None else None,
                                                 block_mask=block_mask), (q, k, v), flops)

@@ -5,6 +5,7 @@ cell's details with its reason and its figures are simply absent; the kernel fai
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -24,6 +25,14 @@ def shape_of(config: dict[str, Any], device: str) -> Shape:
 
 
 def measure_cell(cell: CellSpec, device: str) -> CellOutcome:
+    # The device is made current for the whole cell: CUDA events record on the current device's stream and
+    # Triton launches on the current device, so on `--device cuda:1` they would otherwise time an idle GPU 0
+    # and hand GPU 1's addresses to GPU 0.
+    with torch.cuda.device(device) if device.startswith("cuda") else nullcontext():
+        return _measure_cell(cell, device)
+
+
+def _measure_cell(cell: CellSpec, device: str) -> CellOutcome:
     config = dict(cell.task_config)
     # A budget in steps (the default, or `--budget N --budget-kind steps`) caps the repetitions per phase.
     cap = int(cell.budget.value) if cell.budget.kind == "steps" else int(config["max_reps"])

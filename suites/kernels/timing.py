@@ -54,9 +54,13 @@ def median_seconds(fn: Callable[[], object], cuda: bool, reps: Repetitions) -> t
     return statistics.median(samples), len(samples)
 
 
-def _forward_backward(contender: Contender, grad: torch.Tensor) -> None:
+def _drop_gradients(contender: Contender) -> None:
     for tensor in contender.inputs:
         tensor.grad = None
+
+
+def _forward_backward(contender: Contender, grad: torch.Tensor) -> None:
+    _drop_gradients(contender)
     contender.run().backward(grad)
 
 
@@ -81,8 +85,12 @@ def measure(contender: Contender, device: str, reps: Repetitions, backward: bool
         return {"fwd_s": forward, "fwdbwd_s": None, "peak_bytes": None, "timed": timed}
     with torch.no_grad():
         grad = torch.randn_like(contender.run())
+    # The contenders share their inputs: gradients a previous contender left on them would count as already
+    # allocated and understate this one's peak by their size (three L x d tensors per head).
+    _drop_gradients(contender)
     step = lambda: _forward_backward(contender, grad)  # noqa: E731
     peak = peak_bytes(step, device) if cuda else None
     # That call (or, on a CPU, the usual warm-up) compiled the backward: at 128K one dense call takes seconds.
     both, more = median_seconds(step, cuda, replace(reps, warmup=0) if cuda else reps)
+    _drop_gradients(contender)
     return {"fwd_s": forward, "fwdbwd_s": both, "peak_bytes": peak, "timed": max(timed, more)}

@@ -87,6 +87,18 @@ def test_figures_turn_timings_into_speedups_tflops_and_goals():
     assert not any("flex" in key for key in out)  # a baseline that did not run leaves no figure
 
 
+def test_a_contender_leaves_no_gradients_for_the_next_one_to_count_as_allocated():
+    """The contenders share q, k, v: gradients left on them would be counted as 'before' memory and understate
+    the next contender's peak by their size."""
+    from attnbench.suites.kernels.timing import Repetitions, measure
+
+    workload = build_workload("sliding_window", {"window": 12}, SHAPE)
+    kernel = workload.contenders[0]
+    timing = measure(kernel, "cpu", Repetitions(min_reps=1, max_reps=1, target_seconds=0.0))
+    assert timing["fwdbwd_s"] > 0
+    assert all(tensor.grad is None for tensor in kernel.inputs)
+
+
 def test_dense_bf16_peaks_match_the_most_specific_name():
     assert peak_bf16_tflops("NVIDIA H100 80GB HBM3") == 989.0
     assert peak_bf16_tflops("NVIDIA H100 PCIe") == 756.0

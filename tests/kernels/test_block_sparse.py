@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 pytest.importorskip("triton")
 
-from attnbench.kernels.block_sparse import TokenRules, block_sparse_attention  # noqa: E402
+from attnbench.kernels.block_sparse import TokenRules, block_sparse_attention, check_tiles  # noqa: E402
 from attnbench.kernels.layout import BlockLayout, window_tiles  # noqa: E402
 from attnbench.kernels.sparse_patterns import (  # noqa: E402
     dma_attention, moba_attention, moba_selection, window_attention)
@@ -111,3 +111,39 @@ def test_inputs_that_do_not_fit_the_layout_are_refused():
     ok = BlockLayout.from_mask(window_tiles(32, 0, True, TILE, TILE), 32, TILE, TILE)
     with pytest.raises(ValueError, match="come together"):
         block_sparse_attention(q, k, v, ok, TokenRules(), key_bias=torch.zeros(1, 2, 32))
+
+
+def test_half_precision_runs_the_16_bit_path():
+    """float16 in (the GPU path's casts: probabilities and dS to the inputs' dtype, float32 accumulators), against
+    float32 SDPA on the same values. bfloat16 takes the same code, but Triton 3.9's interpreter multiplies
+    bfloat16 dot operands as raw integers, so only float16 can be checked on a CPU."""
+    length = 37
+    q, k, v = (t.detach().half().requires_grad_() for t in qkv(1, length, 32))
+    layout = BlockLayout.from_mask(window_tiles(length, 0, True, TILE, TILE), length, TILE, TILE)
+    out = block_sparse_attention(q, k, v, layout)
+    assert out.dtype == torch.float16
+    ref = [t.detach().float().requires_grad_() for t in (q, k, v)]
+    expected = F.scaled_dot_product_attention(*ref, is_causal=True)
+    torch.testing.assert_close(out.float(), expected, atol=2e-3, rtol=1e-2)
+    grad = torch.randn_like(expected)
+    got = torch.autograd.grad(out, (q, k, v), grad.half())
+    want = torch.autograd.grad(expected, ref, grad)
+    for a, b in zip(got, want):
+        assert a.dtype == torch.float16
+        torch.testing.assert_close(a.float(), b, atol=1e-2, rtol=1e-2)
+
+
+def test_tiles_a_gpu_cannot_compile_and_mixed_dtypes_are_refused():
+    """The interpreter runs 8-wide tiles (the CPU benchmark uses them); a GPU's tl.dot needs a reduction
+    dimension of 16 or more, and no target takes tiles that are not powers of two."""
+    check_tiles(8, 16, gpu=False)
+    check_tiles(16, 64, gpu=True)
+    with pytest.raises(ValueError, match="power of two >= 16 on a GPU"):
+        check_tiles(8, 16, gpu=True)
+    q, k, v = qkv(1, 48)
+    odd = BlockLayout.from_mask(window_tiles(48, 0, True, 16, 24), 48, 16, 24)
+    with pytest.raises(ValueError, match="power of two"):
+        block_sparse_attention(q, k, v, odd)
+    ok = BlockLayout.from_mask(window_tiles(48, 0, True, TILE, TILE), 48, TILE, TILE)
+    with pytest.raises(ValueError, match="one dtype"):
+        block_sparse_attention(q, k, v.detach().double(), ok)

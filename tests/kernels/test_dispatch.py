@@ -143,3 +143,15 @@ def test_float64_always_takes_the_reference(monkeypatch):
     with dispatch.recording() as used:
         module(torch.randn(1, 8, 32, dtype=torch.float64))
     assert used == {"sliding_window": dispatch.REFERENCE}
+
+
+def test_heads_too_wide_for_the_kernels_tiles_take_the_reference(monkeypatch):
+    """A float32 head of 256 (a 1 KiB row) does not fit the block-sparse kernel's tiles in a GPU's shared
+    memory; a bfloat16 one of 256, or a float32 one of 128, does."""
+    monkeypatch.setenv("ATTNBENCH_KERNELS", "on")
+    with dispatch.recording() as used:
+        assert not dispatch.use_kernel("moba", torch.zeros(1, 1, 4, 256))
+    assert used == {"moba": dispatch.REFERENCE}
+    if dispatch.triton_available() and dispatch.interpreting():
+        assert dispatch.use_kernel("moba", torch.zeros(1, 1, 4, 128))
+        assert dispatch.use_kernel("moba", torch.zeros(1, 1, 4, 256, dtype=torch.bfloat16))

@@ -57,3 +57,27 @@ def test_shapes_are_checked():
     q = torch.randn(1, 2, 8, 16)
     with pytest.raises(ValueError, match="one slope per head"):
         lightning_attention(q, q, q, torch.zeros(3))
+
+
+def test_half_precision_runs_the_16_bit_path():
+    """float16 in, float32 state: the GPU path's casts (bfloat16 is the same code, but Triton 3.9's interpreter
+    multiplies bfloat16 dot operands as raw integers, so only float16 can be checked on a CPU)."""
+    q, k, v = (torch.randn(1, 2, 37, 16) for _ in range(3))
+    slopes = reference.alibi_slopes(2)
+    half = [t.half().requires_grad_() for t in (q, k, v)]
+    full = [t.clone().requires_grad_() for t in (q, k, v)]
+    out = lightning_attention(*half, slopes, CHUNK)
+    expected = reference.lightning_attention(*full, slopes, 8)
+    assert out.dtype == torch.float16
+    torch.testing.assert_close(out.float(), expected, atol=2e-2, rtol=2e-2)
+    grad = torch.randn_like(expected)
+    for a, b in zip(torch.autograd.grad(out, half, grad.half()), torch.autograd.grad(expected, full, grad)):
+        assert a.dtype == torch.float16
+        torch.testing.assert_close(a.float(), b, atol=5e-2, rtol=2e-2)
+
+
+def test_chunks_a_gpu_cannot_compile_are_refused():
+    q = torch.randn(1, 2, 8, 16)
+    for block_c in (8, 24):
+        with pytest.raises(ValueError, match="power of two >= 16"):
+            lightning_attention(q, q, q, torch.zeros(2), block_c)
