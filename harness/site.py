@@ -110,12 +110,37 @@ def heatmap(g: grid.Grid) -> dict[str, Any]:
             "stops": [(stop, grid.hex_colour(stop)) for stop in (0, 50, 100)]}
 
 
+def _assignment(key: str, value: Any) -> str:
+    """KEY=VALUE as `--hparam`/`--set` read it back (a Python literal; strings quoted)."""
+    return f"{key}={value!r}"
+
+
+def task_options(suite: str, profile: str, task_config: dict[str, Any]) -> list[str]:
+    """`--model`, `--backend` and a `--set` for each task setting this cell changed from the suite's profile
+    (a value that none of the profile's own tasks has); without the suite installed, the first two only."""
+    config = dict(task_config)
+    model, backend = config.pop("model", None), config.pop("backend", None)
+    parts = (["--model", str(model)] if model else []) + (["--backend", str(backend)] if backend else [])
+    from attnbench.registry import SUITES
+
+    try:
+        owner = SUITES.get(suite)
+        defaults, settings = [task.config for task in owner.tasks(profile)], owner.settings(profile)
+    except Exception:  # a database from elsewhere may name a suite this machine lacks
+        return parts
+    for key, value in sorted(config.items()):
+        if key in settings and all(default.get(key) != value for default in defaults):
+            parts += ["--set", _assignment(key, value)]
+    return parts
+
+
 def reproduce_command(cell: pd.Series, config: dict[str, Any], n_seeds: int) -> str:
     """The `attnbench run` line that recomputes this cell's row, every setting spelled out."""
     parts = ["attnbench", "run", "--suite", cell["suite"], "-m", cell["mechanism"], "--profile", cell["profile"],
              "--budget", f"{cell['budget_value']:g}", "--budget-kind", cell["budget_kind"], "--seeds", str(n_seeds)]
+    parts += task_options(cell["suite"], cell["profile"], config.get("task_config") or {})
     for key, value in sorted(config.get("hparams", {}).items()):
-        parts += ["--hparam", f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}"]
+        parts += ["--hparam", _assignment(key, value) if isinstance(value, str) else f"{key}={value}"]
     return shlex.join(parts)
 
 

@@ -125,3 +125,30 @@ def test_an_html_path_that_is_a_file_is_one_clear_error(tmp_path):
     (tmp_path / "taken").write_text("not a folder")
     with pytest.raises(ConfigError, match="cannot write the site there"):
         render_site(results.load(store), results.load_runs(store), tmp_path / "taken")
+
+
+def _reproduce(suite: str, task_config: dict, hparams: dict | None = None) -> list[str]:
+    import shlex
+
+    import pandas as pd
+
+    from attnbench.site import reproduce_command
+
+    cell = pd.Series({"suite": suite, "mechanism": "mha", "profile": "smoke", "budget_value": 1e9,
+                      "budget_kind": "flops"})
+    return shlex.split(reproduce_command(cell, {"task_config": task_config, "hparams": hparams or {}}, 2))
+
+
+def test_reproduce_commands_carry_the_task_settings_a_run_changed():
+    from attnbench.registry import SUITES
+
+    default = dict(SUITES.get("mqar").tasks("smoke")[0].config)
+    assert "--set" not in _reproduce("mqar", default)
+    changed = _reproduce("mqar", {**default, "seq_len": 64, "learning_rates": [0.01]}, {"window": "a b"})
+    assert changed[changed.index("--set") + 1] == "learning_rates=[0.01]" and "seq_len=64" in changed
+    assert "window='a b'" in changed
+    pretrained = _reproduce("longbench", {"model": "/ckpt/llama", "backend": "lm-eval", "variant": "longbench"})
+    assert pretrained[pretrained.index("--model") + 1] == "/ckpt/llama"
+    assert pretrained[pretrained.index("--backend") + 1] == "lm-eval"
+    foreign = _reproduce("not-installed-here", {"model": "m", "seq_len": 3})
+    assert "--set" not in foreign and foreign[foreign.index("--model") + 1] == "m"
