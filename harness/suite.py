@@ -5,8 +5,8 @@ This module must not import torch; suite objects are loaded by the planner and `
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 from attnbench.budget import Budget
 from attnbench.cell import CellOutcome, CellSpec
@@ -24,6 +24,27 @@ class Task:
 
     label: str
     config: Mapping[str, Any]
+
+
+S = TypeVar("S")
+
+
+def task_of(label: str, settings: Any) -> Task:
+    """A task from a suite's settings dataclass, its tuples stored as lists (as JSON gives them back)."""
+    return Task(label, {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()})
+
+
+def settings_from(cls: type[S], config: Mapping[str, Any], what: str, tuples: Iterable[str] = ()) -> S:
+    """A suite's settings dataclass from a stored or user-given config: the lists of `tuples` become tuples
+    again, and an unknown or missing setting is one `ConfigError` naming `what`."""
+    values = dict(config)
+    for key in tuples:
+        if isinstance(values.get(key), list):
+            values[key] = tuple(values[key])
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise ConfigError(f"{what} task settings: {exc}") from None
 
 
 @dataclass

@@ -24,13 +24,13 @@ Torch is imported only when a cell runs or a budget is computed.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any, Mapping
 
 from attnbench.budget import Budget
 from attnbench.cell import CellOutcome, CellSpec
 from attnbench.errors import ConfigError
-from attnbench.suite import CellContext, Suite, Task
+from attnbench.suite import CellContext, Suite, Task, settings_from, task_of
 
 BACKBONES = {"cnn": "feature_map", "vit": "sequence"}
 DATA = ("synthetic", "eurosat")
@@ -95,18 +95,11 @@ class EuroSATTask:
         return 3 if self.bands == "rgb" else 13
 
     def as_task(self) -> Task:
-        return Task(self.label, {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()})
+        return task_of(self.label, self)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> EuroSATTask:
-        values = dict(config)
-        for key in TUPLES:
-            if isinstance(values.get(key), list):
-                values[key] = tuple(values[key])
-        try:
-            return cls(**values)
-        except TypeError as exc:
-            raise ConfigError(f"EuroSAT task settings: {exc}") from None
+        return settings_from(cls, config, "EuroSAT", TUPLES)
 
     def normalised(self) -> EuroSATTask:
         """The data settings made consistent: a root means the real EuroSAT (64x64) with a real split;

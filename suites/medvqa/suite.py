@@ -22,13 +22,13 @@ instead of refusing the data set. Torch is imported only by cells.
 from __future__ import annotations
 
 import functools
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any, Mapping
 
 from attnbench.budget import Budget
 from attnbench.cell import CellOutcome, CellSpec
 from attnbench.errors import ConfigError
-from attnbench.suite import CellContext, Suite, Task
+from attnbench.suite import CellContext, Suite, Task, settings_from, task_of
 
 DATA = ("synthetic", "vqa-rad", "vqa-rad-mevf", "slake", "vqa-med-2019")
 LANGUAGES = ("en", "zh", "all")
@@ -69,17 +69,11 @@ class MedVQATask:
         return f"{self.data}-{self.language}" if self.data == "slake" else self.data
 
     def as_task(self) -> Task:
-        return Task(self.label, {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()})
+        return task_of(self.label, self)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> MedVQATask:
-        values = dict(config)
-        if isinstance(values.get("synthetic_images"), list):
-            values["synthetic_images"] = tuple(values["synthetic_images"])
-        try:
-            return cls(**values)
-        except TypeError as exc:
-            raise ConfigError(f"Med-VQA task settings: {exc}") from None
+        return settings_from(cls, config, "Med-VQA", ("synthetic_images",))
 
     def normalised(self) -> MedVQATask:
         """Synthetic data gets its generator settings; real data has none (what the config says is used).

@@ -8,13 +8,13 @@ Zoology's 64 epochs). Torch is imported only when a cell runs, so listing suites
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from attnbench.budget import Budget
 from attnbench.cell import CellOutcome, CellSpec
 from attnbench.errors import ConfigError
-from attnbench.suite import CellContext, Suite, Task
+from attnbench.suite import CellContext, Suite, Task, task_of
 
 PAPER_LRS = (1e-4, 4.641588833612782e-4, 2.1544346900318822e-3, 1e-2)  # numpy.logspace(-4, -2, 4)
 PAPER_EPOCHS = 64
@@ -43,7 +43,7 @@ class MQARTask:
         return f"V{self.vocab_size}-L{self.seq_len}-kv{self.num_kv_pairs}-d{self.d_model}"
 
     def as_task(self) -> Task:
-        return Task(self.label, {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()})
+        return task_of(self.label, self)
 
     def validate(self) -> None:
         """Fail at planning time, not mid-run, on a task that cannot exist."""

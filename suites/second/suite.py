@@ -31,13 +31,13 @@ computed.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any, Mapping
 
 from attnbench.budget import Budget
 from attnbench.cell import CellOutcome, CellSpec
 from attnbench.errors import ConfigError
-from attnbench.suite import CellContext, Suite, Task
+from attnbench.suite import CellContext, Suite, Task, settings_from, task_of
 
 DATA = ("synthetic", "second")
 LOSSES = ("ce", "ce_dice")
@@ -84,18 +84,11 @@ class SecondTask:
         return f"{where}-{self.loss}" + ("-decoder-attention" if self.decoder_attention else "")
 
     def as_task(self) -> Task:
-        return Task(self.label, {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()})
+        return task_of(self.label, self)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> SecondTask:
-        values = dict(config)
-        for key in TUPLES:
-            if isinstance(values.get(key), list):
-                values[key] = tuple(values[key])
-        try:
-            return cls(**values)
-        except TypeError as exc:
-            raise ConfigError(f"SECOND task settings: {exc}") from None
+        return settings_from(cls, config, "SECOND", TUPLES)
 
     def normalised(self) -> SecondTask:
         """A root means the real SECOND (its layout found on disk unless named, its image size read from
