@@ -106,7 +106,8 @@ def print_summary(summary, db_url: str) -> None:
 
 
 def print_leaderboard(rows, grids=()) -> None:
-    """One table per suite, profile and budget, each followed by its length x depth grids, if any."""
+    """One table per suite, profile and budget (and task, for suites that rank per task), each followed by its
+    length x depth grids, if any."""
     from attnbench.grid import for_table
     from attnbench.leaderboard import tables, to_rich_tables
 

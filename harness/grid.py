@@ -83,10 +83,11 @@ class Grid:
     mechanism: str
     scores: pd.DataFrame  # depths (percent) as rows, lengths (tokens) as columns; NaN where no point
     n_cells: int
+    table_task: str = ""
 
     @property
     def key(self) -> tuple:
-        return (self.suite, self.profile, self.budget_kind, self.budget_value)
+        return (self.suite, self.profile, self.budget_kind, self.budget_value, self.table_task)
 
     @property
     def lengths(self) -> list[int]:
@@ -132,11 +133,12 @@ def grids(cells: pd.DataFrame, suite: str | None = None,
             continue
         scores = pd.DataFrame(points, columns=["length", "depth", "score"]).pivot_table(
             index="depth", columns="length", values="score", aggfunc="mean").sort_index()
-        table_suite, profile, budget_kind, budget_value, mechanism = key
-        grid = Grid(table_suite, profile, budget_kind, float(budget_value), mechanism, scores, int(counts[key]))
+        table_suite, profile, budget_kind, budget_value, table_task, mechanism = key
+        grid = Grid(table_suite, profile, budget_kind, float(budget_value), mechanism, scores, int(counts[key]),
+                    table_task)
         found[(*grid.key, mechanism)] = grid
     rows = rows if rows is not None else leaderboard.build(cells)
-    order = [(r.suite, r.profile, r.budget_kind, r.budget_value, r.mechanism) for r in rows]
+    order = [(*r.table_key, r.mechanism) for r in rows]
     return [found[key] for key in order if key in found]
 
 
@@ -149,7 +151,7 @@ def leaderboard_json(rows: list[leaderboard.LeaderboardRow], all_grids: list[Gri
     by_key = {(*g.key, g.mechanism): g for g in all_grids}
     records = []
     for row in rows:
-        grid = by_key.get((row.suite, row.profile, row.budget_kind, row.budget_value, row.mechanism))
+        grid = by_key.get((*row.table_key, row.mechanism))
         records.append({**{k: leaderboard._clean(v) for k, v in asdict(row).items()},
                         "grid": grid.as_dict() if grid else None})
     return json.dumps(records, indent=2)

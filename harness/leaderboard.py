@@ -8,6 +8,10 @@ Each seed's score is the primary metric averaged over the suite's tasks; the row
 mean and Student-t 95% interval of those per-seed scores. Only cells that finished count; a
 re-run of the same cell replaces the earlier one. Failed cells are counted, never hidden.
 
+A suite that sets `rank_per_task` (one task is one model or backend a pretrained mechanism is read
+through, or one kernel length) gets a table per task: averaging LongBench over two models, or over
+THUDM's and lm-eval's protocols, would rank nothing. Other suites average their tasks.
+
 A suite whose headline is a mean of parts (RewardBench's Chat, Chat Hard, Safety, Reasoning) stores
 each part as a metric named `section/<name>`; a table whose cells have them shows one column per
 section, the mean over the mechanism's finished cells, beside the headline.
@@ -25,7 +29,7 @@ from scipy.stats import t as student_t
 
 from attnbench.cell import COST_COLUMNS
 
-TABLE_KEYS = ["suite", "profile", "budget_kind", "budget_value"]
+TABLE_KEYS = ["suite", "profile", "budget_kind", "budget_value", "table_task"]
 SECTION_PREFIX = "section/"
 
 
@@ -56,12 +60,30 @@ class LeaderboardRow:
     failed: int
     rank: int = 0
     sections: dict[str, float] = field(default_factory=dict)  # `section/<name>` metrics, by name
+    table_task: str = ""  # the task this row's table is limited to, for suites that rank per task
+
+    @property
+    def table_key(self) -> tuple:
+        return (self.suite, self.profile, self.budget_kind, self.budget_value, self.table_task)
 
 
 def latest_per_cell(cells: pd.DataFrame) -> pd.DataFrame:
-    """A cell that was run again (same config, budget and seed) counts once: its latest result."""
+    """A cell that was run again (same config, budget and seed) counts once: its latest result, with the
+    `table_task` column that says which table it ranks in."""
     key = ["config_hash", "budget_kind", "budget_value", "seed"]
-    return cells.sort_values("cell_id").drop_duplicates(key, keep="last")
+    latest = cells.sort_values("cell_id").drop_duplicates(key, keep="last")
+    per_task = [name for name in latest["suite"].unique() if _ranks_per_task(name)]
+    return latest.assign(table_task=latest["task"].where(latest["suite"].isin(per_task), ""))
+
+
+def _ranks_per_task(suite: str) -> bool:
+    """The suite's own say (suite objects import no torch); a suite not installed here averages its tasks."""
+    from attnbench.registry import SUITES
+
+    try:
+        return bool(getattr(SUITES.get(suite), "rank_per_task", False))
+    except Exception:  # a database from elsewhere may name a suite this machine lacks or cannot load
+        return False
 
 
 def build(cells: pd.DataFrame, suite: str | None = None) -> list[LeaderboardRow]:
@@ -97,8 +119,8 @@ def build(cells: pd.DataFrame, suite: str | None = None) -> list[LeaderboardRow]
 
         def cost_of(name: str) -> float:
             return float(cost[name]) if cost is not None and name in cost and pd.notna(cost[name]) else math.nan
-        suite_name, profile, budget_kind, budget_value, mechanism = key
-        rows_by_table.setdefault(key[:4], []).append(LeaderboardRow(
+        suite_name, profile, budget_kind, budget_value, table_task, mechanism = key
+        rows_by_table.setdefault(key[:5], []).append(LeaderboardRow(
             suite=suite_name, profile=profile, budget_kind=budget_kind, budget_value=float(budget_value),
             mechanism=mechanism, metric=str(info["metric"]), higher_is_better=bool(info["higher"]), mean=mean,
             ci_low=low, ci_high=high, n_seeds=n, n_tasks=int(tasks.get(key, 0)), flops=cost_of("flops_used"),
@@ -106,7 +128,7 @@ def build(cells: pd.DataFrame, suite: str | None = None) -> list[LeaderboardRow]
             peak_memory_bytes=cost_of("peak_memory_bytes"), **{name: cost_of(name) for name in COST_COLUMNS},
             failed=int(info["failed"]),
             sections=({name[len(SECTION_PREFIX):]: float(value) for name, value in sections.loc[key].items()
-                       if pd.notna(value)} if key in sections.index else {})))
+                       if pd.notna(value)} if key in sections.index else {}), table_task=table_task))
     return [row for table_key in sorted(rows_by_table) for row in _ranked(rows_by_table[table_key])]
 
 
@@ -151,13 +173,14 @@ def to_json(rows: Iterable[LeaderboardRow]) -> str:
 def tables(rows: list[LeaderboardRow]) -> dict[tuple, list[LeaderboardRow]]:
     grouped: dict[tuple, list[LeaderboardRow]] = {}
     for row in rows:
-        grouped.setdefault((row.suite, row.profile, row.budget_kind, row.budget_value), []).append(row)
+        grouped.setdefault(row.table_key, []).append(row)
     return grouped
 
 
 def title(key: tuple) -> str:
-    suite, profile, budget_kind, budget_value = key
-    return f"{suite} · profile {profile} · budget {budget_value:.3g} {budget_kind}"
+    suite, profile, budget_kind, budget_value, table_task = key
+    task = f" · {table_task}" if table_task else ""
+    return f"{suite}{task} · profile {profile} · budget {budget_value:.3g} {budget_kind}"
 
 
 def section_names(rows: list[LeaderboardRow]) -> list[str]:
@@ -177,8 +200,10 @@ def cells_of(row: LeaderboardRow, sections: Iterable[str] = ()) -> list[str]:
     ci = "—" if math.isnan(row.ci_low) else f"{_score(row.ci_low, 3)}–{_score(row.ci_high, 3)}"
     return [
         str(row.rank) if row.rank else "—", row.mechanism, "—" if math.isnan(row.mean) else _score(row.mean, 4),
-        ci, *(_score(row.sections[name], 4) if name in row.sections else "—" for name in sections), str(row.n_seeds), _si(row.flops), _si(row.params), _bytes(row.kv_cache_bytes),
-        _bytes(row.kv_read_bytes_per_token), _bytes(row.state_bytes), "—" if math.isnan(row.wall_seconds) else f"{row.wall_seconds:.1f}", _bytes(row.peak_memory_bytes),
+        ci, *(_score(row.sections[name], 4) if name in row.sections else "—" for name in sections),
+        str(row.n_seeds), _si(row.flops), _si(row.params), _bytes(row.kv_cache_bytes),
+        _bytes(row.kv_read_bytes_per_token), _bytes(row.state_bytes),
+        "—" if math.isnan(row.wall_seconds) else f"{row.wall_seconds:.1f}", _bytes(row.peak_memory_bytes),
         str(row.failed),
     ]
 

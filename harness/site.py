@@ -203,7 +203,8 @@ def render_site(cells: pd.DataFrame, runs: pd.DataFrame, out: str | Path) -> lis
             entries = []
             for row in table_rows:
                 group = latest[(latest["suite"] == row.suite) & (latest["mechanism"] == row.mechanism)
-                               & (latest["profile"] == row.profile) & (latest["budget_value"] == row.budget_value)]
+                               & (latest["profile"] == row.profile) & (latest["budget_value"] == row.budget_value)
+                               & (latest["table_task"] == row.table_task)]
                 head = group.sort_values("cell_id").iloc[-1]
                 config = head.get("config")
                 config = json.loads(config) if isinstance(config, str) else config  # results.load(decode=False)

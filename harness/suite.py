@@ -67,6 +67,9 @@ class Suite(ABC):
     profiles: tuple[str, ...] = ("smoke", "paper")
     version: str = "1"
     backends: tuple[str, ...] = (DEFAULT_BACKEND,)  # those of BACKENDS it offers; more: a task setting `backend`
+    # One leaderboard table per task instead of the mean over tasks: for suites whose tasks are different
+    # models or protocols (a pretrained checkpoint, a backend) or measurements that must not be averaged.
+    rank_per_task: bool = False
 
     def check_profile(self, profile: str) -> None:
         if profile not in self.profiles:

@@ -38,6 +38,7 @@ class KernelsSuite(Suite):
     higher_is_better = True
     profiles = ("smoke", "paper")
     version = "1"
+    rank_per_task = True  # a task is one sequence length: speedups at 1K and 128K are not averaged
 
     def tasks(self, profile: str) -> list[Task]:
         self.check_profile(profile)

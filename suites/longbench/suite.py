@@ -161,6 +161,7 @@ class LongBenchSuite(Suite):
     higher_is_better = True
     profiles = ("smoke", "paper")
     version = "1"
+    rank_per_task = True  # a task is one model read through one backend
     backends = BACKENDS
 
     def tasks(self, profile: str) -> list[Task]:

@@ -130,6 +130,7 @@ class RewardBenchSuite(Suite):
     higher_is_better = True
     profiles = ("smoke", "paper")
     version = "1"
+    rank_per_task = True  # a task is one model (and reference) in one mode
 
     def tasks(self, profile: str) -> list[Task]:
         self.check_profile(profile)

@@ -1,0 +1,41 @@
+"""Which cells share a leaderboard table: a suite's tasks are averaged, unless the suite ranks per task
+(LongBench: one model through one backend per task; averaging two models or protocols ranks nothing)."""
+from __future__ import annotations
+
+import pandas as pd
+
+from attnbench.leaderboard import build, tables, title
+
+
+def _cells(suite: str, metric: str, scores: dict[tuple[str, str], float]) -> pd.DataFrame:
+    rows = []
+    for index, ((task, mechanism), value) in enumerate(scores.items()):
+        rows.append({"cell_id": index, "suite": suite, "profile": "smoke", "budget_kind": "tokens",
+                     "budget_value": 1000.0, "mechanism": mechanism, "task": task, "seed": 0, "status": "done",
+                     "config_hash": f"h{index}", "primary_metric": metric, "higher_is_better": True, metric: value,
+                     "flops_used": 0.0, "params": 1.0, "wall_seconds": 1.0, "peak_memory_bytes": 1.0})
+    return pd.DataFrame(rows)
+
+
+def test_longbench_ranks_each_model_and_backend_in_its_own_table():
+    cells = _cells("longbench", "score", {("longbench-llama", "dense"): 40.0, ("longbench-llama", "streaming"): 30.0,
+                                          ("longbench-lm-eval-llama", "dense"): 10.0,
+                                          ("longbench-lm-eval-llama", "streaming"): 20.0})
+    grouped = tables(build(cells))
+    assert [key[-1] for key in grouped] == ["longbench-llama", "longbench-lm-eval-llama"]
+    native, lm_eval = grouped.values()
+    assert [(r.mechanism, r.mean) for r in native] == [("dense", 40.0), ("streaming", 30.0)]
+    assert [(r.mechanism, r.mean) for r in lm_eval] == [("streaming", 20.0), ("dense", 10.0)]
+    assert title(next(iter(grouped))) == "longbench · longbench-llama · profile smoke · budget 1e+03 tokens"
+
+
+def test_a_suite_that_does_not_rank_per_task_averages_its_tasks():
+    cells = _cells("mqar", "accuracy", {("L32", "mha"): 1.0, ("L64", "mha"): 0.5})
+    [row] = build(cells)
+    assert row.mean == 0.75 and row.n_tasks == 2 and row.table_task == ""
+
+
+def test_a_suite_not_installed_here_averages_its_tasks():
+    cells = _cells("someone-elses-suite", "score", {("a", "m"): 1.0, ("b", "m"): 3.0})
+    [row] = build(cells)
+    assert row.mean == 2.0 and row.table_task == ""
