@@ -8,9 +8,10 @@ Each seed's score is the primary metric averaged over the suite's tasks; the row
 mean and Student-t 95% interval of those per-seed scores. Only cells that finished count; a
 re-run of the same cell replaces the earlier one. Failed cells are counted, never hidden.
 
-A suite that sets `rank_per_task` (one task is one model or backend a pretrained mechanism is read
-through, or one kernel length) gets a table per task: averaging LongBench over two models, or over
-THUDM's and lm-eval's protocols, would rank nothing. Other suites average their tasks.
+A suite decides which of its tasks share a table (`Suite.table_of`): LongBench, RewardBench and kernels
+rank each task in its own (a model through one backend or mode, or one kernel length), needle's
+pretrained cells rank per model; averaging LongBench over two models, or over THUDM's and lm-eval's
+protocols, would rank nothing. Other suites average their tasks.
 
 A suite whose headline is a mean of parts (RewardBench's Chat, Chat Hard, Safety, Reasoning) stores
 each part as a metric named `section/<name>`; a table whose cells have them shows one column per
@@ -60,7 +61,7 @@ class LeaderboardRow:
     failed: int
     rank: int = 0
     sections: dict[str, float] = field(default_factory=dict)  # `section/<name>` metrics, by name
-    table_task: str = ""  # the task this row's table is limited to, for suites that rank per task
+    table_task: str = ""  # what this row's table is limited to (a task, or a model), for suites that split
 
     @property
     def table_key(self) -> tuple:
@@ -72,18 +73,19 @@ def latest_per_cell(cells: pd.DataFrame) -> pd.DataFrame:
     `table_task` column that says which table it ranks in."""
     key = ["config_hash", "budget_kind", "budget_value", "seed"]
     latest = cells.sort_values("cell_id").drop_duplicates(key, keep="last")
-    per_task = [name for name in latest["suite"].unique() if _ranks_per_task(name)]
-    return latest.assign(table_task=latest["task"].where(latest["suite"].isin(per_task), ""))
+    pairs = pd.MultiIndex.from_frame(latest[["suite", "task"]])
+    tables = {pair: _table_of(*pair) for pair in pairs.unique()}
+    return latest.assign(table_task=pairs.map(tables.__getitem__).to_numpy())
 
 
-def _ranks_per_task(suite: str) -> bool:
+def _table_of(suite: str, task: str) -> str:
     """The suite's own say (suite objects import no torch); a suite not installed here averages its tasks."""
     from attnbench.registry import SUITES
 
     try:
-        return bool(getattr(SUITES.get(suite), "rank_per_task", False))
+        return str(SUITES.get(suite).table_of(task))
     except Exception:  # a database from elsewhere may name a suite this machine lacks or cannot load
-        return False
+        return ""
 
 
 def build(cells: pd.DataFrame, suite: str | None = None) -> list[LeaderboardRow]:

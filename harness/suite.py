@@ -71,6 +71,12 @@ class Suite(ABC):
     # models or protocols (a pretrained checkpoint, a backend) or measurements that must not be averaged.
     rank_per_task: bool = False
 
+    def table_of(self, task: str) -> str:
+        """The leaderboard table a cell of task `task` ranks in, beside its suite, profile and budget: "" (the
+        default) averages the suite's tasks in one table, `rank_per_task` gives each task its own; a suite
+        whose task labels name a model can split by that alone."""
+        return task if self.rank_per_task else ""
+
     def check_profile(self, profile: str) -> None:
         if profile not in self.profiles:
             raise ConfigError(f"suite {self.name!r} has no profile {profile!r} (profiles: {', '.join(self.profiles)})")

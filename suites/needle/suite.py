@@ -208,6 +208,16 @@ class NeedleSuite(Suite):
     def default_seeds(self, profile: str) -> int:
         return 2 if profile == "smoke" else 3
 
+    def table_of(self, task: str) -> str:
+        """Pretrained cells rank per model (their label is `<niah_task>-<model>`), and two models are never
+        averaged; the from-scratch tasks (`<niah_task>-scratch-T<length>`) average in one table."""
+        from attnbench.suites.needle.data import TASKS
+
+        if "-scratch-T" in task:
+            return ""
+        return next((task[len(name) + 1:] for name in sorted(TASKS, key=len, reverse=True)
+                     if task.startswith(f"{name}-")), "")
+
     def mechanism_overrides(self, profile: str) -> dict[str, Any]:
         # Width 64 in smoke: two heads of 32 (eight heads of 8 learn retrieval far more slowly).
         return {"num_heads": 2} if profile == "smoke" else {}

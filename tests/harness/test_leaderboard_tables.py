@@ -1,5 +1,5 @@
 """Which cells share a leaderboard table: a suite's tasks are averaged, unless the suite ranks per task
-(LongBench: one model through one backend per task; averaging two models or protocols ranks nothing)."""
+(LongBench: one model through one backend per task; needle: one model; averaging two ranks nothing)."""
 from __future__ import annotations
 
 import pandas as pd
@@ -39,3 +39,15 @@ def test_a_suite_not_installed_here_averages_its_tasks():
     cells = _cells("someone-elses-suite", "score", {("a", "m"): 1.0, ("b", "m"): 3.0})
     [row] = build(cells)
     assert row.mean == 2.0 and row.table_task == ""
+
+
+def test_needle_ranks_pretrained_cells_per_model_and_averages_its_tasks():
+    cells = _cells("needle", "score", {("niah_single_1-llama", "dense"): 80.0, ("niah_multikey_1-llama", "dense"): 60.0,
+                                       ("niah_single_1-qwen", "dense"): 10.0,
+                                       ("niah_single_1-scratch-T256", "mha"): 50.0,
+                                       ("niah_multikey_1-scratch-T256", "mha"): 30.0})
+    by_table = {key[-1]: rows for key, rows in tables(build(cells)).items()}
+    assert sorted(by_table) == ["", "llama", "qwen"]
+    assert [(r.mechanism, r.mean, r.n_tasks) for r in by_table["llama"]] == [("dense", 70.0, 2)]
+    assert [(r.mechanism, r.mean) for r in by_table["qwen"]] == [("dense", 10.0)]
+    assert [(r.mechanism, r.mean, r.n_tasks) for r in by_table[""]] == [("mha", 40.0, 2)]
