@@ -179,8 +179,9 @@ def print_comparisons(comparisons, tolerance: float) -> None:
 
 
 def print_history(suite, mechanism, metric, chosen, points, spark: str) -> None:
-    console.print(f"[bold]{suite} / {mechanism}[/] · {metric} · profile {chosen['profile']} · budget "
-                  f"{chosen['budget_value']:.3g} {chosen['budget_kind']}")
+    table_task = f" · {escape(chosen['table_task'])}" if chosen.get("table_task") else ""
+    console.print(f"[bold]{escape(suite)} / {escape(mechanism)}[/]{table_task} · {escape(metric)} · profile "
+                  f"{escape(chosen['profile'])} · budget {chosen['budget_value']:.3g} {chosen['budget_kind']}")
     console.print(f"  {spark}  ({points[0].mean:.4f} → {points[-1].mean:.4f} over {len(points)} commits)")
     table = Table("first run", "commit", metric, "cells", title_justify="left")
     for point in points:

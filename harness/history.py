@@ -1,7 +1,8 @@
 """A mechanism's primary metric over the code's history: one point per git commit the store saw.
 
-Points are per-commit means over the seeds (and tasks) of finished cells at one profile and
-budget, ordered by when the commit was first run, so a step in the line is a change in the code.
+Points are per-commit means over the seeds (and tasks) of finished cells at one profile, budget and
+leaderboard table (one model or backend, for suites that rank those apart), ordered by when the
+commit was first run, so a step in the line is a change in the code.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from attnbench.errors import ConfigError, UnknownNameError
+from attnbench.leaderboard import table_tasks
 
 SPARKS = "▁▂▃▄▅▆▇█"
 
@@ -38,6 +40,9 @@ def history(cells: pd.DataFrame, runs: pd.DataFrame, suite: str, mechanism: str,
     chosen = chosen[(chosen["profile"] == profile) & (chosen["budget_value"] == budget_value)]
     if chosen.empty:
         raise ConfigError(f"no finished {suite}/{mechanism} cells at profile {profile!r} and budget {budget_value:g}")
+    chosen = chosen.assign(table_task=table_tasks(chosen))
+    table_task = str(chosen.sort_values("cell_id")["table_task"].iloc[-1])  # the latest cell's table
+    chosen = chosen[chosen["table_task"] == table_task]
     metric = str(chosen["primary_metric"].iloc[-1])
     columns = ["cell_id", "run_id", "config_hash", "budget_kind", "budget_value", "seed", metric]
     merged = chosen[columns].merge(runs[["run_id", "git_sha", "git_dirty", "started_at"]].rename(
@@ -55,7 +60,7 @@ def history(cells: pd.DataFrame, runs: pd.DataFrame, suite: str, mechanism: str,
                            int(row["hashes"])) for sha, row in per_commit.iterrows()]
     points.sort(key=lambda p: p.first_run)
     return metric, points, {"profile": profile, "budget_value": budget_value,
-                            "budget_kind": str(chosen["budget_kind"].iloc[-1])}
+                            "budget_kind": str(chosen["budget_kind"].iloc[-1]), "table_task": table_task}
 
 
 def sparkline(values: list[float]) -> str:

@@ -73,9 +73,14 @@ def latest_per_cell(cells: pd.DataFrame) -> pd.DataFrame:
     `table_task` column that says which table it ranks in."""
     key = ["config_hash", "budget_kind", "budget_value", "seed"]
     latest = cells.sort_values("cell_id").drop_duplicates(key, keep="last")
-    pairs = pd.MultiIndex.from_frame(latest[["suite", "task"]])
+    return latest.assign(table_task=table_tasks(latest))
+
+
+def table_tasks(cells: pd.DataFrame) -> np.ndarray:
+    """Per cell, what its table is limited to beyond suite, profile and budget ("" where tasks average)."""
+    pairs = pd.MultiIndex.from_frame(cells[["suite", "task"]])
     tables = {pair: _table_of(*pair) for pair in pairs.unique()}
-    return latest.assign(table_task=pairs.map(tables.__getitem__).to_numpy())
+    return pairs.map(tables.__getitem__).to_numpy()
 
 
 def _table_of(suite: str, task: str) -> str:

@@ -51,3 +51,15 @@ def test_needle_ranks_pretrained_cells_per_model_and_averages_its_tasks():
     assert [(r.mechanism, r.mean, r.n_tasks) for r in by_table["llama"]] == [("dense", 70.0, 2)]
     assert [(r.mechanism, r.mean) for r in by_table["qwen"]] == [("dense", 10.0)]
     assert [(r.mechanism, r.mean, r.n_tasks) for r in by_table[""]] == [("mha", 40.0, 2)]
+
+
+def test_history_follows_the_latest_cells_table_only():
+    from attnbench.history import history
+
+    cells = _cells("longbench", "score", {("longbench-llama", "dense"): 40.0, ("longbench-qwen", "dense"): 10.0,
+                                          ("longbench-qwen", "streaming"): 5.0})
+    cells = cells.assign(run_id=1, seed=0)
+    runs = pd.DataFrame({"run_id": [1], "git_sha": ["abc"], "git_dirty": [False],
+                         "started_at": [pd.Timestamp("2026-11-29")]})
+    metric, points, chosen = history(cells, runs, "longbench", "dense")
+    assert chosen["table_task"] == "longbench-qwen" and [p.mean for p in points] == [10.0]
