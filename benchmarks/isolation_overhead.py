@@ -15,42 +15,15 @@ import argparse
 import statistics
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 
-NOOP_SUITE = '''
-from attnbench.budget import Budget
-from attnbench.cell import CellOutcome
-from attnbench.suite import Suite, Task
-
-
-class Noop(Suite):
-    name = "noop_bench"
-    description = "returns at once"
-    primary_metric = "score"
-
-    def tasks(self, profile):
-        return [Task("t", {})]
-
-    def default_budget(self, profile, task):
-        return Budget("steps", 1)
-
-    def run_cell(self, cell, mechanism, ctx):
-        return CellOutcome(metrics={"score": 1.0}, budget_used=1, flops=0, steps=0, params=0)
-
-
-SUITE = Noop()
-'''
+from noop_plugin import NAME, install_noop_suite
 
 
 def register_noop(site: Path) -> None:
-    """An installed-looking distribution, so that worker processes find the suite through its entry point."""
-    info = site / "noop_bench-0.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: noop-bench\nVersion: 0\n")
-    (info / "entry_points.txt").write_text("[attnbench.suites]\nnoop_bench = noop_bench:SUITE\n")
-    (site / "noop_bench.py").write_text(textwrap.dedent(NOOP_SUITE))
+    """The no-op plug-in on this process's path, so that its worker processes find it too."""
+    install_noop_suite(site)
     sys.path.insert(0, str(site))
 
 
@@ -78,12 +51,12 @@ def main() -> None:
 
         store = Store.open(Path(scratch) / "bench.db")
         plans = {
-            "noop": plan_run(RunRequest("noop_bench", ("mha",), seeds=args.cells), device="cpu"),
+            "noop": plan_run(RunRequest(NAME, ("mha",), seeds=args.cells), device="cpu"),
             "mqar 1 step": plan_run(RunRequest("mqar", ("mha",), seeds=args.cells, budget_value=1, budget_kind="steps",
                                                task_settings={"num_train": 64, "num_test": 16}), device="cpu"),
         }
         started = time.perf_counter()
-        warm = plan_run(RunRequest("noop_bench", ("mha",), seeds=1), device="cpu")
+        warm = plan_run(RunRequest(NAME, ("mha",), seeds=1), device="cpu")
         timed(warm, store, 1, isolate=True)
         print(f"forkserver start (once per run, torch imported there): {time.perf_counter() - started:.2f} s")
         for name, plan in plans.items():

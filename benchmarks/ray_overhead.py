@@ -26,44 +26,10 @@ from attnbench.cell import CellSpec
 from attnbench.isolation import WorkerPool
 from attnbench.ray_executor import run_with_ray
 from attnbench.runner import SilentReporter
-
-NOOP_SUITE = '''
-from attnbench.budget import Budget
-from attnbench.cell import CellOutcome
-from attnbench.suite import Suite, Task
-
-
-class NoopSuite(Suite):
-    name = "noop"
-    description = "Does nothing: what remains is the executor's cost."
-    accepts = ("sequence",)
-    primary_metric = "score"
-
-    def tasks(self, profile):
-        return [Task("t", {})]
-
-    def default_budget(self, profile, task):
-        return Budget("steps", 1)
-
-    def run_cell(self, cell, mechanism, ctx):
-        return CellOutcome(metrics={"score": float(cell.seed)}, budget_used=1, flops=0, steps=0, params=0)
-
-
-SUITE = NoopSuite()
-'''
-
-
-def install_noop_suite(site: Path) -> None:
-    """An installed-looking plug-in, importable wherever PYTHONPATH reaches (spawned workers, Ray's)."""
-    info = site / "noopbench-0.1.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: noopbench\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[attnbench.suites]\nnoop = noop_suite:SUITE\n")
-    (site / "noop_suite.py").write_text(NOOP_SUITE)
-
+from noop_plugin import NAME, install_noop_suite
 
 def cells(n: int) -> list[CellSpec]:
-    return [CellSpec("noop", "mha", "smoke", "t", {}, {}, Budget("steps", 1), seed) for seed in range(n)]
+    return [CellSpec(NAME, "mha", "smoke", "t", {}, {}, Budget("steps", 1), seed) for seed in range(n)]
 
 
 def measure(executor: str, n: int) -> tuple[float, float, float]:
