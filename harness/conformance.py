@@ -54,11 +54,18 @@ def check_width(hparams: Mapping[str, Any], preferred: int = 64) -> int:
     return preferred if preferred % heads == 0 else heads * 8
 
 
-def _build(spec: MechanismSpec, dim: int, hparams: Mapping[str, Any], causal: bool, seed: int,
-           dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+def build_seeded(spec: MechanismSpec, size: int, hparams: Mapping[str, Any], seed: int,
+                 dtype: torch.dtype = torch.float32, **options: Any) -> torch.nn.Module:
+    """The mechanism built (`spec.build(size, **options, **hparams)`) under `seed`, without touching the
+    caller's random state: every kind's checks compare modules built this way."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return spec.build(dim, causal=causal, **hparams).to(dtype)
+        return spec.build(size, **options, **hparams).to(dtype)
+
+
+def _build(spec: MechanismSpec, dim: int, hparams: Mapping[str, Any], causal: bool, seed: int,
+           dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+    return build_seeded(spec, dim, hparams, seed, dtype, causal=causal)
 
 
 def _inputs(batch: int, length: int, dim: int, seed: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:

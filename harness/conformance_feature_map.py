@@ -19,20 +19,13 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import nn
 
-from attnbench.conformance import CheckResult, flops_verdict, output_mismatch
+from attnbench.conformance import CheckResult, build_seeded, flops_verdict, output_mismatch
 from attnbench.mechanism import MechanismSpec
 
 CHANNELS = (16, 64)
 SIZES = ((7, 9), (13, 5), (1, 1))
 FLOP_SIZES = ((7, 9), (13, 5))
 BATCH_TOLERANCE = 1e-9
-
-
-def _build(spec: MechanismSpec, channels: int, hparams: Mapping[str, Any], seed: int,
-           dtype: torch.dtype = torch.float32) -> nn.Module:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return spec.build(channels, **hparams).to(dtype)
 
 
 def _inputs(batch: int, channels: int, size: tuple[int, int], seed: int,
@@ -51,7 +44,7 @@ def _has_batch_statistics(module: nn.Module) -> bool:
 def _shapes(spec, channel_counts, hparams, seed) -> CheckResult:
     for channels in channel_counts:
         for dtype in (torch.float32, torch.float64):
-            module = _build(spec, channels, hparams, seed, dtype)
+            module = build_seeded(spec, channels, hparams, seed, dtype)
             for training in (True, False):
                 module.train(training)
                 for batch in (1, 2):
@@ -71,7 +64,7 @@ def _batch_independence(spec, channel_counts, hparams, seed) -> CheckResult:
     """Change image 1 of a batch of two; image 0's output must not move."""
     modes = []
     for channels in channel_counts:
-        module = _build(spec, channels, hparams, seed, torch.float64)
+        module = build_seeded(spec, channels, hparams, seed, torch.float64)
         x = _inputs(2, channels, SIZES[0], seed, torch.float64)
         changed = torch.cat([x[:1], _inputs(1, channels, SIZES[0], seed + 7, torch.float64)])
         modes = ["eval"] if _has_batch_statistics(module) else ["eval", "train"]
@@ -93,7 +86,7 @@ def _gradients(spec, channel_counts, hparams, seed) -> CheckResult:
     initialisation for every input would otherwise read as a parameter the output ignores."""
     count = 0
     for channels in channel_counts:
-        module = _build(spec, channels, hparams, seed)
+        module = build_seeded(spec, channels, hparams, seed)
         if not any(p.requires_grad for p in module.parameters()):
             return CheckResult("gradients", True, "no trainable parameters")
         x = _inputs(4, channels, SIZES[0], seed)
@@ -110,7 +103,7 @@ def _determinism(spec, channel_counts, hparams, seed) -> CheckResult:
     for channels in channel_counts:
         outputs = []
         for _ in range(2):
-            module = _build(spec, channels, hparams, seed)
+            module = build_seeded(spec, channels, hparams, seed)
             with torch.no_grad():
                 outputs.append(module(_inputs(2, channels, SIZES[1], seed)))
         if not torch.equal(*outputs):
@@ -125,7 +118,7 @@ def _flops(spec, channel_counts, hparams, seed) -> CheckResult:
     details = []
     batch = 2
     for channels in channel_counts:
-        module = _build(spec, channels, hparams, seed)
+        module = build_seeded(spec, channels, hparams, seed)
         for size in FLOP_SIZES:
             with torch.no_grad(), FlopCounterMode(display=False) as counter:
                 module(_inputs(batch, channels, size, seed))
@@ -139,7 +132,7 @@ def _flops(spec, channel_counts, hparams, seed) -> CheckResult:
 
 
 def _reported_values(spec, channel_counts, hparams, seed) -> CheckResult:
-    module = _build(spec, channel_counts[0], hparams, seed)
+    module = build_seeded(spec, channel_counts[0], hparams, seed)
     report = getattr(module, "reported_values", None)
     if report is None:
         return CheckResult("reported_values", True, "none reported")

@@ -15,21 +15,13 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping
 
 import torch
-from torch import nn
 
-from attnbench.conformance import CheckResult, flops_verdict, output_mismatch
+from attnbench.conformance import CheckResult, build_seeded, flops_verdict, output_mismatch
 from attnbench.mechanism import FusionMasks, MechanismSpec
 
 SHAPES = ((1, 1), (7, 33), (33, 5))  # (Lq, Lk)
 FLOP_SHAPES = ((7, 33), (12, 5))
 TOLERANCE = 1e-9
-
-
-def _build(spec: MechanismSpec, dim: int, hparams: Mapping[str, Any], seed: int,
-           dtype: torch.dtype = torch.float32) -> nn.Module:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return spec.build(dim, **hparams).to(dtype)
 
 
 def _tokens(batch: int, length: int, dim: int, seed: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -51,7 +43,7 @@ def _masks(batch: int, q_len: int, kv_len: int) -> FusionMasks:
 
 def _shapes(spec, dim, hparams, seed) -> CheckResult:
     for dtype in (torch.float32, torch.float64):
-        module = _build(spec, dim, hparams, seed, dtype)
+        module = build_seeded(spec, dim, hparams, seed, dtype)
         for batch in (1, 3):
             for q_len, kv_len in SHAPES:
                 x, context = _tokens(batch, q_len, dim, seed, dtype), _tokens(batch, kv_len, dim, seed + 1, dtype)
@@ -67,7 +59,7 @@ def _shapes(spec, dim, hparams, seed) -> CheckResult:
 
 
 def _masks_honoured(spec, dim, hparams, seed) -> CheckResult:
-    module = _build(spec, dim, hparams, seed, torch.float64)
+    module = build_seeded(spec, dim, hparams, seed, torch.float64)
     batch, q_len, kv_len = 3, 9, 13
     x, context = _tokens(batch, q_len, dim, seed, torch.float64), _tokens(batch, kv_len, dim, seed + 1, torch.float64)
     masks = _masks(batch, q_len, kv_len)
@@ -103,7 +95,7 @@ def _masks_honoured(spec, dim, hparams, seed) -> CheckResult:
 
 def _both_inputs_used(spec, dim, hparams, seed) -> CheckResult:
     """Changing the real context, or the real query tokens, must move the output at real positions."""
-    module = _build(spec, dim, hparams, seed, torch.float64)
+    module = build_seeded(spec, dim, hparams, seed, torch.float64)
     x, context = _tokens(2, 6, dim, seed, torch.float64), _tokens(2, 10, dim, seed + 1, torch.float64)
     with torch.no_grad():
         base = module(x, context, None)
@@ -117,7 +109,7 @@ def _both_inputs_used(spec, dim, hparams, seed) -> CheckResult:
 
 
 def _batch_independence(spec, dim, hparams, seed) -> CheckResult:
-    module = _build(spec, dim, hparams, seed, torch.float64)
+    module = build_seeded(spec, dim, hparams, seed, torch.float64)
     x, context = _tokens(2, 5, dim, seed, torch.float64), _tokens(2, 8, dim, seed + 1, torch.float64)
     changed_x = torch.cat([x[:1], _tokens(1, 5, dim, seed + 7, torch.float64)])
     changed_c = torch.cat([context[:1], _tokens(1, 8, dim, seed + 8, torch.float64)])
@@ -130,7 +122,7 @@ def _batch_independence(spec, dim, hparams, seed) -> CheckResult:
 
 
 def _gradients(spec, dim, hparams, seed) -> CheckResult:
-    module = _build(spec, dim, hparams, seed)
+    module = build_seeded(spec, dim, hparams, seed)
     x = _tokens(2, 7, dim, seed).requires_grad_(True)
     context = _tokens(2, 11, dim, seed + 1).requires_grad_(True)
     module(x, context, _masks(2, 7, 11)).square().sum().backward()
@@ -148,7 +140,7 @@ def _gradients(spec, dim, hparams, seed) -> CheckResult:
 def _determinism(spec, dim, hparams, seed) -> CheckResult:
     outputs = []
     for _ in range(2):
-        module = _build(spec, dim, hparams, seed)
+        module = build_seeded(spec, dim, hparams, seed)
         with torch.no_grad():
             outputs.append(module(_tokens(2, 6, dim, seed), _tokens(2, 9, dim, seed + 1), _masks(2, 6, 9)))
     if not torch.equal(*outputs):
@@ -160,7 +152,7 @@ def _flops(spec, dim, hparams, seed) -> CheckResult:
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
-    module, batch, details = _build(spec, dim, hparams, seed), 2, []
+    module, batch, details = build_seeded(spec, dim, hparams, seed), 2, []
     for q_len, kv_len in FLOP_SHAPES:
         with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
             module(_tokens(batch, q_len, dim, seed), _tokens(batch, kv_len, dim, seed + 1), _masks(batch, q_len, kv_len))
