@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 
 from attnbench.suites.longbench.data import DATASETS, E_DATASETS
+from attnbench.suites.rewardbench.smoke import SPECIAL_TOKENS
+from attnbench.suites.rewardbench.smoke import byte_tokenizer as smoke_tokenizer
 
 ZH = ("multifieldqa_zh", "dureader", "vcsum", "lsht", "passage_retrieval_zh")
 E_LENGTHS = (3999, 4000, 7999, 8000)  # 0-4k | 4-8k | 4-8k | 8k+
@@ -105,25 +107,10 @@ def _write(path: Path, records: list[dict]) -> None:
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
 
 
-SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>"]
-
-
 def byte_tokenizer(chat_template: str | None = None):
-    """Byte-level: one token per UTF-8 byte (CJK characters are three), a BOS token in front."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS + alphabet)}
-    backend = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
-    backend.decoder = decoders.ByteLevel()
-    backend.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", vocab["<s>"])])
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", bos_token="<s>",
-                                        eos_token="</s>", unk_token="<unk>")
-    if chat_template is not None:
-        tokenizer.chat_template = chat_template
-    return tokenizer
+    """Byte-level: one token per UTF-8 byte (CJK characters are three), a BOS token in front; no chat
+    template unless given (RewardBench's smoke tokenizer, which is built locally)."""
+    return smoke_tokenizer(chat_template)
 
 
 def save_checkpoint(folder: Path, window: int = 1024) -> Path:
