@@ -70,6 +70,31 @@ def _allowed(offs_m, offs_n, seq_len, sel_rows, thresholds, key_bias, CAUSAL: tl
 
 
 @triton.jit
+def _key_tile(q, K, V, SEL, BIAS, thresholds, row, start_m, start_n, offs_m, offs_d, in_d, qk_scale, seq_len,
+              head_dim, CAUSAL: tl.constexpr, WINDOW: tl.constexpr, TOPK: tl.constexpr, SEL_BLOCK: tl.constexpr,
+              HAS_BIAS: tl.constexpr, PER_PAIR: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+              PRECISION: tl.constexpr):
+    """One key tile against a query tile: its keys, its values and the log2-scale scores with every pair the
+    pattern forbids at -inf. The forward and the dQ pass read the tiles alike (inlined by the compiler)."""
+    offs_n = start_n + tl.arange(0, BLOCK_N)
+    in_n = offs_n < seq_len
+    k = tl.load(K + (row + offs_n[:, None]) * head_dim + offs_d[None, :], mask=in_n[:, None] & in_d[None, :],
+                other=0.0)
+    v = tl.load(V + (row + offs_n[:, None]) * head_dim + offs_d[None, :], mask=in_n[:, None] & in_d[None, :],
+                other=0.0)
+    s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale
+    key_bias = 0.0
+    if HAS_BIAS:
+        key_bias = tl.load(BIAS + row + offs_n, mask=in_n, other=0.0)
+        s += key_bias[None, :] * 1.4426950408889634
+    if _needs_mask(start_m, start_n, seq_len, BLOCK_M, BLOCK_N, CAUSAL, WINDOW, PER_PAIR):
+        allowed = _allowed(offs_m, offs_n, seq_len, SEL + row * TOPK, thresholds, key_bias, CAUSAL, WINDOW,
+                           TOPK, SEL_BLOCK, HAS_BIAS)
+        s = tl.where(allowed, s, float("-inf"))
+    return k, v, s
+
+
+@triton.jit
 def _forward(Q, K, V, O, LSE, KV_IDX, KV_CNT, SEL, BIAS, THR, qk_scale, seq_len, head_dim, heads,
              idx_sb, idx_sh, idx_width, cnt_sb, cnt_sh,
              CAUSAL: tl.constexpr, WINDOW: tl.constexpr, TOPK: tl.constexpr, SEL_BLOCK: tl.constexpr,
@@ -94,21 +119,9 @@ def _forward(Q, K, V, O, LSE, KV_IDX, KV_CNT, SEL, BIAS, THR, qk_scale, seq_len,
     tiles = KV_IDX + b * idx_sb + h * idx_sh + tile_m * idx_width
     for i in range(0, count):
         start_n = tl.load(tiles + i) * BLOCK_N
-        offs_n = start_n + tl.arange(0, BLOCK_N)
-        in_n = offs_n < seq_len
-        k = tl.load(K + (row + offs_n[:, None]) * head_dim + offs_d[None, :], mask=in_n[:, None] & in_d[None, :],
-                    other=0.0)
-        v = tl.load(V + (row + offs_n[:, None]) * head_dim + offs_d[None, :], mask=in_n[:, None] & in_d[None, :],
-                    other=0.0)
-        s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale
-        key_bias = 0.0
-        if HAS_BIAS:
-            key_bias = tl.load(BIAS + row + offs_n, mask=in_n, other=0.0)
-            s += key_bias[None, :] * 1.4426950408889634
-        if _needs_mask(start_m, start_n, seq_len, BLOCK_M, BLOCK_N, CAUSAL, WINDOW, PER_PAIR):
-            allowed = _allowed(offs_m, offs_n, seq_len, SEL + row * TOPK, thresholds, key_bias, CAUSAL, WINDOW,
-                               TOPK, SEL_BLOCK, HAS_BIAS)
-            s = tl.where(allowed, s, float("-inf"))
+        k, v, s = _key_tile(q, K, V, SEL, BIAS, thresholds, row, start_m, start_n, offs_m, offs_d, in_d, qk_scale,
+                            seq_len, head_dim, CAUSAL, WINDOW, TOPK, SEL_BLOCK, HAS_BIAS, PER_PAIR, BLOCK_M, BLOCK_N,
+                            PRECISION)
         m_new = tl.maximum(m_i, tl.max(s, 1))
         alpha = tl.exp2(m_i - m_new)
         p = tl.exp2(s - m_new[:, None])
@@ -150,21 +163,9 @@ def _backward_dq(Q, K, V, DO, DQ, LSE, DELTA, KV_IDX, KV_CNT, SEL, BIAS, THR, qk
     tiles = KV_IDX + b * idx_sb + h * idx_sh + tile_m * idx_width
     for i in range(0, count):
         start_n = tl.load(tiles + i) * BLOCK_N
-        offs_n = start_n + tl.arange(0, BLOCK_N)
-        in_n = offs_n < seq_len
-        k = tl.load(K + (row + offs_n[:, None]) * head_dim + offs_d[None, :], mask=in_n[:, None] & in_d[None, :],
-                    other=0.0)
-        v = tl.load(V + (row + offs_n[:, None]) * head_dim + offs_d[None, :], mask=in_n[:, None] & in_d[None, :],
-                    other=0.0)
-        s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale
-        key_bias = 0.0
-        if HAS_BIAS:
-            key_bias = tl.load(BIAS + row + offs_n, mask=in_n, other=0.0)
-            s += key_bias[None, :] * 1.4426950408889634
-        if _needs_mask(start_m, start_n, seq_len, BLOCK_M, BLOCK_N, CAUSAL, WINDOW, PER_PAIR):
-            allowed = _allowed(offs_m, offs_n, seq_len, SEL + row * TOPK, thresholds, key_bias, CAUSAL, WINDOW,
-                               TOPK, SEL_BLOCK, HAS_BIAS)
-            s = tl.where(allowed, s, float("-inf"))
+        k, v, s = _key_tile(q, K, V, SEL, BIAS, thresholds, row, start_m, start_n, offs_m, offs_d, in_d, qk_scale,
+                            seq_len, head_dim, CAUSAL, WINDOW, TOPK, SEL_BLOCK, HAS_BIAS, PER_PAIR, BLOCK_M, BLOCK_N,
+                            PRECISION)
         p = tl.exp2(s - lse[:, None])
         dp = tl.dot(do, tl.trans(v), input_precision=PRECISION)
         ds = p * (dp - delta[:, None])
