@@ -88,6 +88,9 @@ def _parse_assignments(values: tuple[str, ...], option: str) -> dict:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint=option)
+        if raw.strip().lower() in ("true", "false"):  # as a shell user types a flag, not only Python's True
+            parsed[key] = raw.strip().lower() == "true"
+            continue
         try:
             parsed[key] = ast.literal_eval(raw)
         except (ValueError, SyntaxError):

@@ -61,3 +61,11 @@ def test_backend_option_file_key_and_the_suites_that_lack_the_backend(tmp_path):
     native = run_cli("run", "--config", str(tmp_path / "lm.toml"), "--backend", "native", "-m", "mha", "--dry-run",
                      "--db", db)  # the command line wins over the file
     assert native.returncode == 0, native.stderr
+
+
+def test_set_takes_true_and_false_as_a_shell_user_types_them(tmp_path):
+    # the README's SECOND command: a boolean task setting spelled in lower case
+    result = run_cli("run", "--suite", "second", "-m", "cbam", "--set", "loss=ce_dice", "--set",
+                     "decoder_attention=true", "--dry-run", "--db", str(tmp_path / "r.db"))
+    assert result.returncode == 0, result.stderr
+    assert "decoder-attention" in result.stdout
