@@ -1,28 +1,25 @@
-"""`pip install .` (not only -e) must ship every package folder: the packages list is explicit."""
+"""`pip install .` (not only -e) must ship every module, template and built-in plug-in the entry points name."""
 from __future__ import annotations
 
 import tomllib
+from fnmatch import fnmatch
 
 from tests.conftest import REPO
 
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
+SOURCE = REPO / "src"
 
 
-def test_every_package_folder_is_listed():
+def test_packages_are_found_under_src_with_their_templates():
     setuptools = PYPROJECT["tool"]["setuptools"]
-    roots = {folder: name for name, folder in setuptools["package-dir"].items()}
-    found = set()
-    for folder, name in roots.items():
-        for init in (REPO / folder).rglob("__init__.py"):
-            relative = init.parent.relative_to(REPO / folder)
-            found.add(".".join([name, *relative.parts]))
-    assert found == set(setuptools["packages"])
+    assert setuptools["packages"]["find"]["where"] == ["src"]
+    templates = [f"templates/{p.name}" for p in (SOURCE / "attnbench" / "templates").iterdir()]
+    patterns = setuptools["package-data"]["attnbench"]
+    assert templates and all(any(fnmatch(t, pattern) for pattern in patterns) for t in templates)
 
 
 def test_every_builtin_entry_point_names_a_module_that_exists():
     for group in ("attnbench.mechanisms", "attnbench.suites"):
         for name, target in PYPROJECT["project"]["entry-points"][group].items():
-            module = target.split(":")[0].split(".")
-            folder = {"mechanisms": "mechanisms", "suites": "suites"}[module[1]]
-            path = REPO.joinpath(folder, *module[2:])
+            path = SOURCE.joinpath(*target.split(":")[0].split("."))
             assert path.with_suffix(".py").exists() or (path / "__init__.py").exists(), f"{group} {name}: {target}"

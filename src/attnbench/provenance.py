@@ -12,7 +12,6 @@ from typing import Any
 
 import attnbench
 
-LIBRARIES = ("torch", "numpy", "pandas", "sqlalchemy", "pyarrow", "triton", "transformers")
 
 
 def git_state(path: Path) -> tuple[str | None, bool | None]:
@@ -48,13 +47,14 @@ def _cpu_model() -> str:
 
 
 def library_versions() -> dict[str, str]:
+    """Every installed distribution and its version: a result can move when any dependency's release does, and
+    the versions say which one did (constraints.txt pins them for the tests)."""
     versions = {}
-    for name in LIBRARIES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            versions.setdefault(name.lower(), dist.version)
+    return dict(sorted(versions.items()))
 
 
 def collect(device: str, argv: list[str] | None = None) -> dict[str, Any]:

@@ -1,1 +1,0 @@
-"""Tests of the `fusion` mechanism kind: its conformance checks and its built-ins."""
