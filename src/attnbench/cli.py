@@ -8,11 +8,14 @@ from __future__ import annotations
 import ast
 import json
 import sys
+from contextlib import contextmanager
 
 import click
 
 from attnbench import __version__
-from attnbench.errors import AttnbenchError, UnknownNameError
+from attnbench.errors import AttnbenchError, ConfigError, UnknownNameError
+
+MAX_SEEDS = 1000  # attnbench.planning.MAX_SEEDS, repeated so that parsing options imports nothing
 
 EXIT_BAD_INPUT = 2
 
@@ -22,6 +25,26 @@ db_option = click.option("--db", default=None,
 
 def _fail(message: str) -> None:
     click.echo(f"attnbench: error: {message}", err=True)
+
+
+def _open_for_reading(db: str | None):
+    """The store for a read command; a damaged SQLite file is read with a warning (what reads is shown)."""
+    from attnbench.store import Store
+
+    store = Store.open(db, create=False)
+    if store.damage:
+        click.echo(f"attnbench: warning: database {store.url} is damaged ({store.damage}); results may be "
+                   f"missing or wrong", err=True)
+    return store
+
+
+@contextmanager
+def _writing(path: str, what: str):
+    """A file the user named, written: an OSError (a folder, /dev/full, no permission) is one line naming it."""
+    try:
+        yield
+    except OSError as exc:
+        raise ConfigError(f"{what} {path}: cannot write it ({exc.strerror or exc})") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,19 +106,29 @@ def list_command(what: str, as_json: bool, load: bool) -> int:
 # ---------------------------------------------------------------- run
 
 def _parse_assignments(values: tuple[str, ...], option: str) -> dict:
+    """KEY=VALUE pairs, each VALUE a Python literal (`4`, `0.1`, `[64, 128]`, `'text'`), true/false, or else text;
+    whether it fits the setting is checked at planning against the setting's default."""
     parsed = {}
     for item in values:
         key, sep, raw = item.partition("=")
-        if not sep or not key:
+        if not sep or not key.strip():
             raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint=option)
         if raw.strip().lower() in ("true", "false"):  # as a shell user types a flag, not only Python's True
             parsed[key] = raw.strip().lower() == "true"
             continue
         try:
             parsed[key] = ast.literal_eval(raw)
-        except (ValueError, SyntaxError):
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             parsed[key] = raw
     return parsed
+
+
+def _finite_seconds(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    import math
+
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise click.BadParameter(f"{value} is not a finite number of seconds above 0", ctx=ctx, param=param)
+    return value
 
 
 def _memory_limit(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
@@ -122,7 +155,8 @@ def _resume_command() -> str:
               help="A suite or a group (long-context, smoke, all); required here or in --config.")
 @click.option("--mechanism", "-m", "mechanisms", multiple=True,
               help="Mechanism to run (repeatable); default: every registered one the suite accepts.")
-@click.option("--seeds", type=int, default=None, help="Seeds 0..N-1 per cell (default: the suite's).")
+@click.option("--seeds", type=click.IntRange(min=1, max=MAX_SEEDS), default=None,
+              help="Seeds 0..N-1 per cell (default: the suite's).")
 @click.option("--budget", "budget", default=None, help="Budget per cell, e.g. 2e11 (default: the suite's).")
 @click.option("--budget-kind", type=click.Choice(["flops", "steps", "seconds", "tokens"]), default=None,
               help="[default: flops]")
@@ -146,10 +180,12 @@ def _resume_command() -> str:
 @click.option("--allow-nonconforming", is_flag=True,
               help="Run mechanisms that fail `attnbench check` anyway; the failure is recorded on each cell.")
 @click.option("--isolate", is_flag=True,
-              help="Run every cell in a fresh process of its own: a segfault, hang or out-of-memory is recorded "
-                   "as that cell's result and the others go on.")
-@click.option("--cell-timeout", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
-              help="Kill a cell that runs longer and record it as `timeout` (implies --isolate).")
+              help="Run every cell, and every mechanism's conformance check, in a fresh process of its own: a "
+                   "segfault, hang or out-of-memory is recorded as that cell's result (or that mechanism's "
+                   "refusal) and the others go on.")
+@click.option("--cell-timeout", type=float, callback=_finite_seconds, default=None, metavar="SECONDS",
+              help="Kill a cell (or a conformance check) that runs longer and record it as `timeout` "
+                   "(implies --isolate).")
 @click.option("--memory-limit", callback=_memory_limit, default=None, metavar="BYTES",
               help="Memory per cell, e.g. 4G: address space (RLIMIT_AS) on the CPU, the share of the GPU's memory "
                    "on CUDA; a cell that needs more is recorded as `oom` (implies --isolate).")
@@ -180,58 +216,57 @@ def run_command(suite, mechanisms, seeds, budget, budget_kind, profile, hparams,
     --resume then runs what is missing, after a crash too.
     """
     from attnbench.planning import RunRequest, default_jobs, plan_run
-    from attnbench.store import Store
-
     from attnbench.run_config import RunConfig, load_run_config
 
     config = load_run_config(config_path) if config_path else RunConfig()
-    suite = suite or config.suite
+    suite = suite if suite is not None else config.suite
     if not suite:
         raise click.UsageError("--suite is required (or `suite = ...` in --config)")
     mechanisms = tuple(mechanisms) or config.mechanisms
-    budget = budget if budget is not None else config.budget
-    request = RunRequest(suite=suite, mechanisms=mechanisms, seeds=seeds or config.seeds, budget_value=budget,
-                         budget_kind=budget_kind or config.budget_kind or "flops", profile=profile or config.profile,
+    request = RunRequest(suite=suite, mechanisms=mechanisms, seeds=seeds if seeds is not None else config.seeds,
+                         budget_value=budget if budget is not None else config.budget,
+                         budget_kind=budget_kind or config.budget_kind or "flops",
+                         profile=profile if profile is not None else config.profile,
                          hparams={**config.hparams, **_parse_assignments(hparams, "--hparam")},
                          task_settings={**config.settings, **_parse_assignments(settings, "--set")}, resume=resume,
                          model=model or config.model, backend=backend or config.backend or "native")
+    if executor == "ray" and (isolate or cell_timeout or memory_limit):
+        raise click.UsageError("--isolate, --cell-timeout and --memory-limit belong to the local executor; "
+                               "Ray runs every cell in a worker of its own")
     plan = plan_run(request, device=device or config.device)
-    from attnbench.conformance import screen_plan
-
-    plan = screen_plan(plan, requested=set(mechanisms), allow_nonconforming=allow_nonconforming)
-    db = db or config.db
-    jobs = jobs or config.jobs
+    db, jobs = db or config.db, jobs or config.jobs or default_jobs(plan.device)
     if executor == "ray":
-        if isolate or cell_timeout or memory_limit:
-            raise click.UsageError("--isolate, --cell-timeout and --memory-limit belong to the local executor; "
-                                   "Ray runs every cell in a worker of its own")
         from attnbench.ray_executor import import_ray
 
         import_ray()  # a clear line now, not after the run is recorded
-    if dry_run:
-        from attnbench.console import print_plan
-        from attnbench.store import resolve_url
+    from attnbench.conformance import screen_plan
+    from attnbench.console import RichReporter, print_plan, print_summary
+    from attnbench.isolation import CellLimits
+    from attnbench.store import Store, resolve_url
 
+    # The database is opened before the (slow) conformance checks, so that one that cannot be opened is one line
+    # at once; a dry run stores nothing and creates no database.
+    store = None if dry_run else Store.open(db)
+    limits = CellLimits(cell_timeout, memory_limit)
+    plan = screen_plan(plan, requested=set(mechanisms), allow_nonconforming=allow_nonconforming,
+                       isolated=bool(isolate or limits or executor == "ray"), limits=limits, jobs=jobs)
+    if store is None:
         print_plan(plan, resolve_url(db))
         click.echo(f"dry run: {len(plan.cells)} cells planned; nothing was run or stored")
         return 0
-    store = Store.open(db)
-    from attnbench.console import RichReporter, print_plan, print_summary
-    from attnbench.isolation import CellLimits
     from attnbench.runner import run_plan
 
     print_plan(plan, store.url)
     reporter = RichReporter()
     try:
         with reporter:
-            summary = run_plan(plan, store, resume=resume, reporter=reporter, jobs=jobs or default_jobs(plan.device),
-                               isolate=isolate, limits=CellLimits(cell_timeout, memory_limit), executor=executor,
-                               address=address)
+            summary = run_plan(plan, store, resume=resume, reporter=reporter, jobs=jobs, isolate=isolate,
+                               limits=limits, executor=executor, address=address)
     except KeyboardInterrupt:
         summary = None
     if summary is None or summary.interrupted:
         click.echo(f"interrupted: finished cells are stored; to run the rest: {_resume_command()}", err=True)
-        return 130
+        return 143 if summary is not None and summary.terminated else 130
     print_summary(summary, store.url)
     if summary.crashed_runs:
         click.echo(f"note: run {', '.join(map(str, summary.crashed_runs))} had died without finishing; "
@@ -266,11 +301,14 @@ def check_command(mechanisms: tuple[str, ...], profile: str, hparams: tuple[str,
         for name, error in errors.items():
             click.echo(f"attnbench: skipped {name}: {error}", err=True)
         specs = [spec for _, spec in sorted(loaded.items()) if spec.kind in ("sequence", "feature_map", "fusion")]
+    _check_profile_exists(profile, specs)
     overrides = _parse_assignments(hparams, "--hparam")
-    reports = []
-    for spec in specs:
-        known = {k: v for k, v in overrides.items() if k in spec.hparams(profile)}
-        reports.append(check_mechanism(spec, hparams=spec.hparams(profile, known), profile=profile))
+    unused = sorted(k for k in overrides if not any(k in spec.hparams(profile) for spec in specs))
+    if unused:
+        raise ConfigError(f"--hparam {', '.join(unused)}: no checked mechanism has such a hyper-parameter")
+    configured = [(spec, spec.hparams(profile, {k: v for k, v in overrides.items() if k in spec.hparams(profile)}))
+                  for spec in specs]  # every value checked against its default before any check runs
+    reports = [check_mechanism(spec, hparams=params, profile=profile) for spec, params in configured]
     if as_json:
         click.echo(json.dumps([r.as_dict() for r in reports], indent=2))
     else:
@@ -280,6 +318,17 @@ def check_command(mechanisms: tuple[str, ...], profile: str, hparams: tuple[str,
     return 0 if all(r.passed for r in reports) else 1
 
 
+def _check_profile_exists(profile: str, specs: list) -> None:
+    """A profile some suite or checked mechanism knows; a typo would otherwise check paper defaults silently."""
+    from attnbench.registry import SUITES
+
+    suites, _ = SUITES.load_all()
+    known = {p for suite in suites.values() for p in suite.profiles} | {p for s in specs for p in s.profile_defaults}
+    if profile not in known:
+        raise ConfigError(f"--profile {profile!r} is not a profile of any suite or checked mechanism "
+                          f"(profiles: {', '.join(sorted(known))})")
+
+
 # ---------------------------------------------------------------- compare
 
 @cli.command("compare")
@@ -287,31 +336,41 @@ def check_command(mechanisms: tuple[str, ...], profile: str, hparams: tuple[str,
 @click.option("--db", default=None, help="The current results (default: $ATTNBENCH_DB or results/attnbench.db).")
 @click.option("--tolerance", type=float, default=0.02, show_default=True,
               help="Relative change a significant regression must exceed to fail.")
-@click.option("--markdown", "markdown_path", default=None, help="Also write a Markdown summary here (PR comment, CI summary).")
+@click.option("--markdown", "markdown_path", default=None,
+              help="Also append a Markdown summary to this file (PR comment, CI summary).")
+@click.option("--allow-missing", is_flag=True,
+              help="Pass when baseline cells have no match (or nothing matches); by default that fails the gate.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def compare_command(baseline: str, db: str | None, tolerance: float, markdown_path: str | None, as_json: bool) -> int:
-    """Compare current results with a baseline; exit 1 only on a significant regression beyond the tolerance.
+def compare_command(baseline: str, db: str | None, tolerance: float, markdown_path: str | None, allow_missing: bool,
+                    as_json: bool) -> int:
+    """Compare current results with a baseline; exit 1 on a significant regression beyond the tolerance, or when
+    baseline cells have no match in the current results (a changed default changes every config hash).
 
     \b
     attnbench compare --baseline results/baseline.parquet
     attnbench compare --baseline sqlite:///main.db --tolerance 0.05 --markdown "$GITHUB_STEP_SUMMARY"
+    attnbench compare --baseline results/baseline.parquet --allow-missing
     """
     from attnbench import results
-    from attnbench.compare import as_records, compare, load_source, to_markdown
-    from attnbench.store import Store
+    from attnbench.compare import as_records, compare, load_source, outcome, to_markdown, unmatched
 
     base = load_source(baseline)
-    comparisons = compare(base, results.load(Store.open(db, create=False)), tolerance)
+    current = results.load(_open_for_reading(db))
+    comparisons = compare(base, current, tolerance)
+    missing = unmatched(base, current)
     if markdown_path:
-        with open(markdown_path, "a", encoding="utf-8") as out:
-            out.write(to_markdown(comparisons, tolerance))
+        with _writing(markdown_path, "--markdown"):
+            with open(markdown_path, "a", encoding="utf-8") as out:
+                out.write(to_markdown(comparisons, tolerance, missing, allow_missing))
     if as_json:
-        click.echo(json.dumps(as_records(comparisons), indent=2))
+        click.echo(json.dumps({"comparisons": as_records(comparisons),
+                               "unmatched": [vars(m) for m in missing]}, indent=2))
     else:
-        from attnbench.console import print_comparisons
+        from attnbench.console import print_comparisons, print_unmatched
 
         print_comparisons(comparisons, tolerance)
-    return 1 if any(c.regression for c in comparisons) else 0
+        print_unmatched(missing, allow_missing)
+    return outcome(comparisons, missing, allow_missing)
 
 
 # ---------------------------------------------------------------- history
@@ -331,9 +390,8 @@ def history_command(suite, mechanism, profile, budget, db, as_json) -> int:
     """
     from attnbench import results
     from attnbench.history import history, sparkline
-    from attnbench.store import Store
 
-    store = Store.open(db, create=False)
+    store = _open_for_reading(db)
     metric, points, chosen = history(results.load(store), results.load_runs(store), suite, mechanism, profile, budget)
     if as_json:
         click.echo(json.dumps({"suite": suite, "mechanism": mechanism, "metric": metric, **chosen,
@@ -360,10 +418,11 @@ def export_command(out: str, fmt: str | None, db: str | None) -> int:
     attnbench export results/baseline.parquet
     attnbench export cells.csv --db sqlite:///other.db
     """
-    from attnbench.store import Store
     from attnbench.transfer import export_file
 
-    count = export_file(Store.open(db, create=False), out, fmt)
+    store = _open_for_reading(db)
+    with _writing(out, "export to"):
+        count = export_file(store, out, fmt)
     click.echo(f"exported {count} cells to {out}")
     return 0
 
@@ -380,10 +439,10 @@ def import_command(source: str, fmt: str | None, db: str | None) -> int:
     attnbench import results/baseline.parquet --db sqlite:///baseline.db
     """
     from attnbench.store import Store
-    from attnbench.transfer import import_file, read_file
+    from attnbench.transfer import import_frame, read_file
 
-    read_file(source, fmt)  # refuse a bad file before creating or touching a database
-    runs, cells = import_file(Store.open(db), source, fmt)
+    frame = read_file(source, fmt)  # every column checked before a database is created or touched
+    runs, cells = import_frame(Store.open(db), frame)
     click.echo(f"imported {runs} runs and {cells} cells from {source}")
     return 0
 
@@ -407,9 +466,8 @@ def leaderboard_command(suite: str | None, fmt: str, html_dir: str | None, db: s
     attnbench leaderboard --html site/
     """
     from attnbench import grid, leaderboard, results
-    from attnbench.store import Store
 
-    store = Store.open(db, create=False)
+    store = _open_for_reading(db)
     cells = (results.load(store, decode=False) if html_dir
              else results.load(store, columns=results.RANKING_COLUMNS, latest_only=True))
     if suite is not None and suite not in set(cells["suite"]):
@@ -420,8 +478,9 @@ def leaderboard_command(suite: str | None, fmt: str, html_dir: str | None, db: s
     if html_dir:
         from attnbench.site import render_site
 
-        written = render_site(cells if suite is None else cells[cells["suite"] == suite], results.load_runs(store),
-                              html_dir)
+        with _writing(html_dir, "--html"):
+            written = render_site(cells if suite is None else cells[cells["suite"] == suite],
+                                  results.load_runs(store), html_dir)
         click.echo(f"wrote {len(written)} pages to {html_dir} (open {written[0]})", err=True)
     rows = leaderboard.build(cells, suite=suite)
     grids = grid.grids(cells, suite=suite, rows=rows)

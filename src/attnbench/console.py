@@ -6,7 +6,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 from attnbench.cell import CellRecord, CellSpec
@@ -21,7 +21,7 @@ def print_rows(what: str, rows: list[dict[str, Any]]) -> None:
     if what == "groups":
         table = Table("group", "suites", title="suite groups", title_justify="left")
         for row in rows:
-            table.add_row(row["name"], ", ".join(row["suites"]))
+            table.add_row(Text(row["name"]), Text(", ".join(row["suites"])))
         console.print(table)
         return
     extra = [c for c in ("kind", "paper", "defaults") if any(c in r for r in rows)]
@@ -48,11 +48,11 @@ def _show(value: Any) -> str:
 def print_plan(plan, db_url: str) -> None:
     from attnbench.runner import plan_table_rows
 
-    console.print(f"[bold]profile[/] {plan.profile}   [bold]device[/] {plan.device}   "
-                  f"[bold]cells[/] {len(plan.cells)}   [bold]database[/] {db_url}")
+    console.print(f"[bold]profile[/] {escape(plan.profile)}   [bold]device[/] {escape(plan.device)}   "
+                  f"[bold]cells[/] {len(plan.cells)}   [bold]database[/] {escape(db_url)}")
     table = Table("suite", "task", "mechanism", "budget per cell", "seeds", title="plan", title_justify="left")
     for row in plan_table_rows(plan):
-        table.add_row(row["suite"], row["task"], row["mechanism"], row["budget"], str(row["seeds"]))
+        table.add_row(*map(Text, (row["suite"], row["task"], row["mechanism"], row["budget"], str(row["seeds"]))))
     console.print(table)
     for note in plan.notes:
         console.print(f"[yellow]note[/] {escape(note)}")
@@ -75,7 +75,7 @@ class RichReporter:
         self.progress.stop()
 
     def cell_started(self, cell: CellSpec, index: int, total: int) -> None:
-        self.progress.update(self.cells_task, total=total, description=f"cells · {cell.label()}")
+        self.progress.update(self.cells_task, total=total, description=f"cells · {escape(cell.label())}")
         self.progress.reset(self.steps_task, total=None, description="steps")
 
     def step(self, step: int, planned: int | None) -> None:
@@ -102,7 +102,10 @@ def print_summary(summary, db_url: str) -> None:
     line = f"{done} done, {failed} not done"
     if summary.resumed:
         line += f", {summary.resumed} already done (resumed)"
-    console.print(f"[bold]run {summary.run_id}[/]: {line}. Results in {db_url}; see `attnbench leaderboard`.")
+    if summary.taken:
+        line += f", {summary.taken} left to another run that had them"
+    console.print(f"[bold]run {summary.run_id}[/]: {line}. Results in {escape(db_url)}; "
+                  f"see `attnbench leaderboard`.")
 
 
 def print_leaderboard(rows, grids=()) -> None:
@@ -154,11 +157,11 @@ def grid_table(grid) -> Table:
 def print_conformance(reports) -> None:
     for report in reports:
         verdict = "[green]passes[/]" if report.passed else "[red]FAILS[/]"
-        table = Table("check", "result", "detail", title=f"{report.mechanism} {verdict}  (width {report.dim}, "
-                      f"{', '.join(f'{k}={v}' for k, v in report.hparams.items()) or 'no hyper-parameters'})",
-                      title_justify="left")
+        settings = ", ".join(f"{k}={v}" for k, v in report.hparams.items()) or "no hyper-parameters"
+        table = Table("check", "result", "detail", title=f"{escape(report.mechanism)} {verdict}  (width {report.dim}, "
+                      f"{escape(settings)})", title_justify="left")
         for result in report.results:
-            table.add_row(result.name, "[green]ok[/]" if result.passed else "[red]fail[/]", result.detail)
+            table.add_row(Text(result.name), "[green]ok[/]" if result.passed else "[red]fail[/]", Text(result.detail))
         console.print(table)
 
 
@@ -173,8 +176,21 @@ def print_comparisons(comparisons, tolerance: float) -> None:
     for c in comparisons:
         verdict = "[red]regression[/]" if c.regression else "[green]improvement[/]" if c.improvement else "—"
         ci = "n/a (1 seed)" if math.isinf(c.ci_low) else f"{c.ci_low:+.4f} … {c.ci_high:+.4f}"
-        table.add_row(c.suite, c.mechanism, c.task, c.metric, f"{c.baseline_mean:.4f}", f"{c.current_mean:.4f}",
-                      f"{c.delta:+.4f}", ci, f"{c.n_baseline}/{c.n_current}", verdict)
+        table.add_row(*map(Text, (c.suite, c.mechanism, c.task, c.metric, f"{c.baseline_mean:.4f}",
+                                  f"{c.current_mean:.4f}", f"{c.delta:+.4f}", ci, f"{c.n_baseline}/{c.n_current}")),
+                      verdict)
+    console.print(table)
+
+
+def print_unmatched(missing, allow_missing: bool) -> None:
+    """Baseline cells the current results lack, and why; a failure of the gate unless allowed."""
+    if not missing:
+        return
+    verdict = "allowed (--allow-missing)" if allow_missing else "[red]fails the comparison[/] (--allow-missing passes)"
+    table = Table("suite", "mechanism", "task", "budget", "why",
+                  title=f"{len(missing)} baseline cells without a match: {verdict}", title_justify="left")
+    for m in missing:
+        table.add_row(*map(Text, (m.suite, m.mechanism, m.task, f"{m.budget_value:g} {m.budget_kind}", m.reason)))
     console.print(table)
 
 
@@ -183,7 +199,7 @@ def print_history(suite, mechanism, metric, chosen, points, spark: str) -> None:
     console.print(f"[bold]{escape(suite)} / {escape(mechanism)}[/]{table_task} · {escape(metric)} · profile "
                   f"{escape(chosen['profile'])} · budget {chosen['budget_value']:.3g} {chosen['budget_kind']}")
     console.print(f"  {spark}  ({points[0].mean:.4f} → {points[-1].mean:.4f} over {len(points)} commits)")
-    table = Table("first run", "commit", metric, "cells", title_justify="left")
+    table = Table("first run", "commit", Column(header=Text(metric)), "cells", title_justify="left")
     for point in points:
         commit = point.git_sha[:10] + (" (dirty)" if point.dirty else "")
         table.add_row(str(point.first_run)[:19], commit, f"{point.mean:.4f}", str(point.n_cells))

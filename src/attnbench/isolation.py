@@ -1,9 +1,10 @@
 """Cells in worker processes: a pool of reused workers, or a fresh process per cell (`--isolate`).
 
-The parent hands one cell at a time to each worker over a pipe and gets its `CellRecord` back;
-it stays the only process that writes the store. Whatever kills a worker (a segfault, the
-kernel's out-of-memory killer, `kill -9`) or keeps it from finishing (the cell time limit) is
-turned into that cell's record with the reason, and a new worker takes the next cell.
+The parent hands one job at a time to each worker over a pipe and gets its result back: a cell's
+`CellRecord` (`CellJob`), or a mechanism's conformance report (`attnbench.conformance.CheckJob`, so that
+`--isolate` and the limits cover plug-ins' checks too); it stays the only process that writes the store.
+Whatever kills a worker (a segfault, the kernel's out-of-memory killer, `kill -9`) or keeps it from finishing
+(the time limit) is turned into that job's result with the reason, and a new worker takes the next job.
 
 Workers are forked from a forkserver that has imported torch once, so a fresh process costs tens
 of milliseconds, not seconds of imports (spawn where forkserver does not exist); with `--isolate`
@@ -26,7 +27,7 @@ from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from attnbench.errors import ConfigError
 
@@ -69,6 +70,44 @@ def check_limits(limits: CellLimits, device: str) -> None:
             raise ConfigError("--memory-limit needs RLIMIT_AS (Linux, macOS) for CPU cells; this platform has none")
 
 
+class Job(Protocol):
+    """Work a worker process does: `run` there, or `lost` here when the worker died or ran out of time."""
+
+    subject: Any  # what the caller's callbacks are told about (a cell)
+
+    def run(self, device: str, on_step: Callable[[int, int | None], None]) -> Any: ...
+    def failed(self, exc: BaseException, prefix: str) -> Any: ...
+    def lost(self, status: str, error: str, wall_seconds: float, started_at: Any) -> Any: ...
+    def plugins(self) -> tuple[str | None, str | None]: ...
+
+
+@dataclass(frozen=True)
+class CellJob:
+    """A cell: `execute_cell` in the worker; a lost worker gives the cell a failed or timed-out record."""
+
+    subject: Any
+
+    def run(self, device: str, on_step: Callable[[int, int | None], None]) -> Any:
+        from attnbench.runner import execute_cell
+
+        return execute_cell(self.subject, device, on_step)
+
+    def failed(self, exc: BaseException, prefix: str) -> Any:
+        from attnbench.runner import failed_record
+
+        return failed_record(self.subject, exc, prefix)
+
+    def lost(self, status: str, error: str, wall_seconds: float, started_at: Any) -> Any:
+        from attnbench.cell import CellRecord
+        from attnbench.store import utcnow
+
+        return CellRecord(self.subject, status=status, error=error, wall_seconds=wall_seconds,
+                          started_at=started_at, finished_at=utcnow())
+
+    def plugins(self) -> tuple[str | None, str | None]:
+        return self.subject.suite, self.subject.mechanism
+
+
 # ---------------------------------------------------------------- worker side
 
 def _exit_with_parent(lifeline: Any) -> None:
@@ -105,8 +144,6 @@ def _worker_main(conn: Any, lifeline: Any, device: str, threads: int, memory: in
     faulthandler.enable(fault_log.fd, all_threads=False)  # a segfault's traceback goes into the cell's error
     import torch
 
-    from attnbench.runner import execute_cell, failed_record
-
     setup_error = None
     try:
         torch.set_num_threads(threads)
@@ -124,7 +161,7 @@ def _worker_main(conn: Any, lifeline: Any, device: str, threads: int, memory: in
         if message[0] == "warm":  # a spare waiting for its cell imports the plug-ins it will likely need
             _warm(*message[1:])
             continue
-        cell = message[1]
+        job = message[1]
         last_report = 0.0
 
         def on_step(step: int, planned: int | None) -> None:
@@ -137,27 +174,28 @@ def _worker_main(conn: Any, lifeline: Any, device: str, threads: int, memory: in
         try:
             if setup_error is not None:
                 raise setup_error
-            record = execute_cell(cell, device, on_step)
-        except BaseException as exc:  # nothing a cell raises may take the worker down without a record
-            record = failed_record(cell, exc, "" if exc is not setup_error else "the worker process could not be "
-                                                                               "set up: ")
+            result = job.run(device, on_step)
+        except BaseException as exc:  # nothing a job raises may take the worker down without a result
+            result = job.failed(exc, "" if exc is not setup_error else "the worker process could not be set up: ")
         try:
-            conn.send(("done", record))
+            conn.send(("done", result))
         except Exception as exc:  # e.g. a suite put something unpicklable into its outcome
-            conn.send(("done", failed_record(cell, exc, "the cell's result could not be sent back: ")))
+            conn.send(("done", job.failed(exc, "the result could not be sent back: ")))
         if once:
             return
 
 
-def _warm(suite: str, mechanism: str) -> None:
+def _warm(suite: str | None, mechanism: str | None) -> None:
     from attnbench.errors import AttnbenchError
     from attnbench.registry import MECHANISMS, SUITES
 
     try:
-        SUITES.get(suite)
-        MECHANISMS.get(mechanism)
+        if suite:
+            SUITES.get(suite)
+        if mechanism:
+            MECHANISMS.get(mechanism)
     except AttnbenchError:
-        pass  # the cell that needs it records the error
+        pass  # the job that needs it records the error
 
 
 class _InheritedFile:
@@ -216,30 +254,30 @@ class _Worker:
         self.process.start()
         child_conn.close()
         child_lifeline.close()
-        self.cell = None
+        self.job: Job | None = None
         self.started_at = None
         self.started = 0.0
         self.deadline = float("inf")
 
-    def assign(self, cell: Any, timeout: float | None) -> None:
+    def assign(self, job: Job, timeout: float | None) -> None:
         from attnbench.store import utcnow
 
-        self.cell = cell
+        self.job = job
         self.started_at, self.started = utcnow(), time.monotonic()
         self.deadline = self.started + timeout if timeout is not None else float("inf")
         try:
-            self.conn.send(("cell", cell))
+            self.conn.send(("job", job))
         except (OSError, ValueError):
-            pass  # the process has died: its sentinel says so, and the cell is recorded with the reason
+            pass  # the process has died: its sentinel says so, and the job is recorded with the reason
 
-    def warm(self, cell: Any) -> None:
+    def warm(self, job: Job) -> None:
         try:
-            self.conn.send(("warm", cell.suite, cell.mechanism))
+            self.conn.send(("warm", *job.plugins()))
         except (OSError, ValueError):
-            pass  # found dead when it is next given a cell
+            pass  # found dead when it is next given a job
 
     def release(self) -> None:
-        self.cell, self.deadline = None, float("inf")
+        self.job, self.deadline = None, float("inf")
 
     def crash_report(self) -> str:
         try:
@@ -271,24 +309,26 @@ class _Worker:
 
 
 class WorkerPool:
-    """`jobs` cells at once in worker processes; `fresh=True` gives every cell a new process."""
+    """`jobs` jobs at once in worker processes; `fresh=True` gives every job a new process."""
 
     def __init__(self, device: str, jobs: int, fresh: bool = False, limits: CellLimits = CellLimits(),
                  threads: int | None = None) -> None:
         self.device, self.jobs, self.fresh, self.limits = device, jobs, fresh, limits
         self.threads = threads or max(1, (os.cpu_count() or 1) // jobs)
 
-    def run(self, cells: list[Any], started: Callable[[Any, int], None], finished: Callable[[Any], None],
-            stopping: Callable[[], bool], on_step: Callable[[int, int | None], None] | None = None) -> None:
-        """Run `cells`, calling `started(cell, index)` and `finished(record)` in this process, in this thread.
+    def run(self, jobs: list[Job], started: Callable[[Any, int], None], finished: Callable[[Any], None],
+            stopping: Callable[[], bool], on_step: Callable[[int, int | None], None] | None = None,
+            admit: Callable[[Any], bool] = lambda subject: True) -> None:
+        """Run `jobs`, calling `admit(subject)` just before each would start (False leaves it out),
+        `started(subject, index)` and `finished(result)` in this process, in this thread.
 
-        Once `stopping()` is true no new cell starts; the ones in flight finish. An exception
-        (a second Ctrl-C) kills the workers, and the cells they had are not recorded.
+        Once `stopping()` is true no new job starts; the ones in flight finish. An exception
+        (a second Ctrl-C, SIGTERM) kills the workers, and the jobs they had are not recorded.
         """
         context = _context()
-        queue = deque(enumerate(cells))
+        queue = deque(enumerate(jobs))
         workers: list[_Worker] = []
-        exiting: list[_Worker] = []  # fresh workers done with their cell, left to exit while the next runs
+        exiting: list[_Worker] = []  # fresh workers done with their job, left to exit while the next runs
         aborted = True
 
         def new_worker() -> _Worker:
@@ -304,31 +344,39 @@ class WorkerPool:
             else:
                 exiting.append(worker)
 
+        def next_admitted() -> tuple[int, Job] | None:
+            while queue:
+                index, job = queue.popleft()
+                if admit(job.subject):
+                    return index, job
+            return None
+
         try:
             while True:
                 for gone in [w for w in exiting if not w.process.is_alive()]:
                     exiting.remove(gone)
                     gone.finish()
-                busy = sum(w.cell is not None for w in workers)
+                busy = sum(w.job is not None for w in workers)
                 if not stopping():
-                    for worker in [w for w in workers if w.cell is None]:
-                        if not worker.process.is_alive():
-                            retire(worker, kill=True)  # died while idle: no cell of ours was in it
-                        elif queue and busy < self.jobs:
-                            self._dispatch(worker, queue, started)
-                            busy += 1
+                    idle = [w for w in workers if w.job is None]
+                    for worker in [w for w in idle if not w.process.is_alive()]:
+                        retire(worker, kill=True)  # died while idle: no job of ours was in it
                     while queue and busy < self.jobs:
-                        self._dispatch(new_worker(), queue, started)
+                        item = next_admitted()
+                        if item is None:
+                            break
+                        ready = [w for w in workers if w.job is None and w.process.is_alive()]
+                        self._dispatch(ready[0] if ready else new_worker(), item, started)
                         busy += 1
                     if self.fresh and queue and len(workers) == busy:
-                        # a spare, forked and warmed up while the others run, takes the next cell at once
+                        # a spare, forked and warmed up while the others run, takes the next job at once
                         new_worker().warm(queue[0][1])
                 if not busy:
                     break
                 if not queue or stopping():
-                    for idle in [w for w in workers if w.cell is None]:
+                    for idle in [w for w in workers if w.job is None]:
                         retire(idle, kill=False)
-                in_flight = [w for w in workers if w.cell is not None]
+                in_flight = [w for w in workers if w.job is not None]
                 timeout = max(0.0, min(w.deadline for w in in_flight) - time.monotonic())
                 ready = wait([w.conn for w in in_flight] + [w.process.sentinel for w in in_flight],
                              None if timeout == float("inf") else timeout)
@@ -341,15 +389,12 @@ class WorkerPool:
             for worker in exiting:
                 worker.finish()
 
-    def _dispatch(self, worker: _Worker, queue: deque, started: Callable[[Any, int], None]) -> None:
-        index, cell = queue.popleft()
-        started(cell, index)
-        worker.assign(cell, self.limits.timeout)
+    def _dispatch(self, worker: _Worker, item: tuple[int, Job], started: Callable[[Any, int], None]) -> None:
+        index, job = item
+        started(job.subject, index)
+        worker.assign(job, self.limits.timeout)
 
     def _collect(self, worker: _Worker, ready: list, finished, on_step, retire) -> None:
-        from attnbench.cell import CellRecord
-        from attnbench.store import utcnow
-
         died = worker.process.sentinel in ready
         if worker.conn in ready or died:
             try:
@@ -370,22 +415,21 @@ class WorkerPool:
             worker.process.join(EXIT_GRACE)
             crash = worker.crash_report()
             status = "failed"
-            error = f"the cell's worker process {worker.process.pid} {describe_exit(worker.process.exitcode)}"
+            error = f"the worker process {worker.process.pid} {describe_exit(worker.process.exitcode)}"
             if self.limits.memory is not None and (worker.process.exitcode or 0) > 0:
                 error += (f" under --memory-limit {self.limits.memory / 2**30:.3g}G: a native library that cannot "
                           f"allocate exits like this (its message went to stderr)")
             error += f"\n\n{crash}" if crash else ""
         elif time.monotonic() >= worker.deadline:
             status = "timeout"
-            error = (f"cell did not finish within the {self.limits.timeout:g} s limit (--cell-timeout); "
+            error = (f"did not finish within the {self.limits.timeout:g} s limit (--cell-timeout); "
                      f"its process was killed")
         else:
             return
-        cell, started_at, wall = worker.cell, worker.started_at, time.monotonic() - worker.started
+        job, started_at, wall = worker.job, worker.started_at, time.monotonic() - worker.started
         worker.release()
         retire(worker, kill=True)
-        finished(CellRecord(cell, status=status, error=error, wall_seconds=wall, started_at=started_at,
-                            finished_at=utcnow()))
+        finished(job.lost(status, error, wall, started_at))
 
 
 # ---------------------------------------------------------------- is a run's process still alive?

@@ -254,13 +254,14 @@ def to_markdown(rows: list[LeaderboardRow]) -> str:
 
 def to_rich_tables(rows: list[LeaderboardRow]) -> list:
     from rich.table import Table
+    from rich.text import Text
 
     rendered = []
-    for key, table_rows in tables(rows).items():
-        table = Table(title=title(key), title_justify="left")
+    for key, table_rows in tables(rows).items():  # names come from plug-ins and users: Text, never markup
+        table = Table(title=Text(title(key)), title_justify="left")
         for column in columns(table_rows):
-            table.add_column(column, justify="left" if column == "mechanism" else "right", no_wrap=True)
+            table.add_column(Text(column), justify="left" if column == "mechanism" else "right", no_wrap=True)
         for row in table_rows:
-            table.add_row(*cells_of(row, section_names(table_rows)))
+            table.add_row(*map(Text, cells_of(row, section_names(table_rows))))
         rendered.append(table)
     return rendered

@@ -9,6 +9,7 @@ from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
 from attnbench.errors import ConfigError
+from attnbench.values import check_like
 
 KINDS = ("sequence", "feature_map", "fusion", "pretrained")
 
@@ -115,6 +116,7 @@ class MechanismSpec:
             if key not in merged:
                 known = ", ".join(sorted(merged)) or "none"
                 raise ConfigError(f"mechanism {self.name!r} has no hyper-parameter {key!r} (known: {known})")
+            check_like(merged[key], value, f"mechanism {self.name!r}: hyper-parameter {key}")
             merged[key] = value
         return merged
 

@@ -8,9 +8,12 @@ from attnbench.budget import Budget
 from attnbench.cell import CellSpec
 from attnbench.errors import ConfigError, UnknownNameError
 from attnbench.registry import MECHANISMS, SUITES
+from attnbench.storable import check_cell
 from attnbench.suite import BACKENDS, DEFAULT_BACKEND
 
 ALL_GROUP = "all"
+MAX_SEEDS = 1000  # seeds per cell; far beyond any study, short of a plan that never finishes planning
+MAX_CELLS = 100_000  # cells per run, counted before any is built
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,7 @@ def default_profile(device: str, suite_or_group: str) -> str:
 
 def _mechanisms_for(suite: Any, request: RunRequest, notes: list[str]) -> list[Any]:
     if request.mechanisms:
-        chosen = [MECHANISMS.get(name) for name in request.mechanisms]
+        chosen = [MECHANISMS.get(name) for name in dict.fromkeys(request.mechanisms)]  # `-m mha -m mha` is mha
         accepted = [m for m in chosen if m.kind in suite.accepts]
         for m in chosen:
             if m.kind not in suite.accepts:
@@ -153,9 +156,11 @@ def check_backend(backend: str, suites: list[Any]) -> None:
 
 def plan_run(request: RunRequest, device: str | None = None) -> Plan:
     device = check_device(device) if device else default_device()
-    profile = request.profile or default_profile(device, request.suite)
-    if request.seeds is not None and request.seeds < 1:
-        raise ConfigError(f"--seeds {request.seeds} must be at least 1")
+    profile = request.profile if request.profile is not None else default_profile(device, request.suite)
+    if not profile.strip():
+        raise ConfigError("--profile '' is empty; name a profile such as smoke or paper")
+    if request.seeds is not None and not 1 <= request.seeds <= MAX_SEEDS:
+        raise ConfigError(f"--seeds {request.seeds} must be between 1 and {MAX_SEEDS}")
     budget_override = (Budget.parse(request.budget_kind, request.budget_value)
                        if request.budget_value is not None else None)
     suites = resolve_suites(request.suite)
@@ -171,11 +176,16 @@ def plan_run(request: RunRequest, device: str | None = None) -> Plan:
     cells: list[CellSpec] = []
     used_mechanisms: list[str] = []
     considered = False  # some mechanism of an accepted kind was offered to a suite's tasks
+    planned = 0
     for suite in suites:
         mechanisms = _mechanisms_for(suite, request, notes)
         considered = considered or bool(mechanisms)
         seeds = range(request.seeds if request.seeds is not None else suite.default_seeds(profile))
         tasks = suite.tasks(profile)
+        planned += len(mechanisms) * len(tasks) * len(seeds)
+        if planned > MAX_CELLS:
+            raise ConfigError(f"this run would plan more than {MAX_CELLS:,} cells; run fewer seeds, mechanisms or "
+                              f"suites at a time")
         settings = _settings_for(suite, profile, request.task_settings, len(suites) > 1, notes)
         if request.model is not None:
             if "pretrained" in suite.accepts:
@@ -200,9 +210,11 @@ def plan_run(request: RunRequest, device: str | None = None) -> Plan:
             for task in paired:
                 budget = suite.budget_for(profile, task, budget_override)
                 for seed in seeds:
-                    cells.append(CellSpec(suite.name, mechanism.name, profile, task.label, dict(task.config),
-                                          hparams, budget, seed, suite.version,
-                                          suite.primary_metric, suite.higher_is_better))
+                    cell = CellSpec(suite.name, mechanism.name, profile, task.label, dict(task.config),
+                                    hparams, budget, seed, suite.version, suite.primary_metric,
+                                    suite.higher_is_better)
+                    check_cell(cell)
+                    cells.append(cell)
     unused = [k for k in request.hparams if not any(k in c.hparams for c in cells)]
     if unused:
         raise ConfigError(f"--hparam {', '.join(unused)}: no selected mechanism has such a hyper-parameter")
@@ -214,5 +226,6 @@ def plan_run(request: RunRequest, device: str | None = None) -> Plan:
                else "no registered mechanism of a kind it accepts")
         raise ConfigError(f"nothing to run for suite {request.suite!r}: {why}"
                           + (f" ({'; '.join(notes)})" if notes else ""))
-    return Plan(profile, device, [s.name for s in suites], sorted(set(used_mechanisms)), cells, notes)
+    unique = list({cell.resume_key: cell for cell in cells}.values())  # one cell once, however it was asked for
+    return Plan(profile, device, [s.name for s in suites], sorted(set(used_mechanisms)), unique, notes)
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from attnbench.cell import CellRecord, CellSpec
 from attnbench.errors import ConfigError
+from attnbench.ray_local import instance_pids, loopback_only, start_reaper, stop_reaper
 from attnbench.store import utcnow
 
 if TYPE_CHECKING:
@@ -36,12 +37,14 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def run_with_ray(cells: list[CellSpec], device: str, reporter: Reporter, finished: Callable[[CellRecord], None],
-                 address: str | None = None, retries: int = 1, stopping: Callable[[], bool] = lambda: False) -> None:
+                 address: str | None = None, retries: int = 1, stopping: Callable[[], bool] = lambda: False,
+                 admit: Callable[[CellSpec], bool] = lambda cell: True) -> None:
     """Run `cells` as Ray tasks, calling `finished(record)` in this process as each one ends.
 
     An address (`host:port`, `auto`, `ray://...`; without one, `RAY_ADDRESS` if set, as in a Ray job) joins
     that cluster and leaves it running. Without either, this process's own Ray connection is used if it has
-    one, or else a local instance is started with one slot per CPU core and shut down afterwards.
+    one, or else a local instance is started with one slot per CPU core, listening on the loopback address
+    only, and shut down afterwards, even when this process is killed (`attnbench.ray_local`).
 
     On cuda each cell reserves one GPU, which Ray picks (the worker sees it as `cuda`); on the CPU each
     reserves one core and runs one torch thread, as the local worker pool does. `retries` is how many
@@ -62,8 +65,9 @@ def run_with_ray(cells: list[CellSpec], device: str, reporter: Reporter, finishe
 
         pending: dict[Any, _Attempt] = {}
         for index, cell in enumerate(cells):
-            reporter.cell_started(cell, index, len(cells))
-            submit(_Attempt(cell))
+            if admit(cell):  # claimed for this run; another run's cells are left to it
+                reporter.cell_started(cell, index, len(cells))
+                submit(_Attempt(cell))
         closed = False
         try:
             while pending:
@@ -154,8 +158,11 @@ def _connected(ray, address: str | None, on_gpu: bool) -> Iterator[None]:
         yield  # the caller's session: theirs to shut down
         return
     options = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    reaper = None
     if address is None:
-        ray.init(address="local", num_cpus=os.cpu_count(), **options)  # even where `ray start` runs one
+        with loopback_only(ray):  # reachable from this machine only
+            ray.init(address="local", num_cpus=os.cpu_count(), **options)  # even where `ray start` runs one
+        reaper = start_reaper(instance_pids(ray))
     else:
         _probe(address)
         try:
@@ -168,6 +175,8 @@ def _connected(ray, address: str | None, on_gpu: bool) -> Iterator[None]:
         yield
     finally:
         ray.shutdown()  # stops the instance started here; from a cluster it only disconnects
+        if reaper is not None:
+            stop_reaper(reaper)
 
 
 def _probe(address: str) -> None:

@@ -34,6 +34,8 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 BUDGET_KINDS = ("flops", "steps", "seconds", "tokens")
+MAX_BYTES = 1 << 20  # a run configuration is a page of settings, not a data file
+MAX_SEEDS = 1000  # attnbench.planning.MAX_SEEDS, without importing the planner
 
 
 @dataclass(frozen=True)
@@ -62,14 +64,22 @@ _POSITIVE_INTS = ("seeds", "jobs")
 def load_run_config(path: str | Path) -> RunConfig:
     """The validated contents of a TOML run configuration."""
     where = str(path)
+    file = Path(path)
+    if file.exists() and not file.is_file():  # a folder; a FIFO or device would block or never end
+        raise ConfigError(f"--config {where}: not a regular file")
     try:
-        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        if file.stat().st_size > MAX_BYTES:
+            raise ConfigError(f"--config {where}: {file.stat().st_size:,} bytes; a run configuration is at most "
+                              f"{MAX_BYTES:,}")
+        raw = tomllib.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"--config {where}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"--config {where}: cannot read it ({exc})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"--config {where}: not valid TOML ({exc})") from None
+    except RecursionError:
+        raise ConfigError(f"--config {where}: nested too deeply to be a run configuration") from None
     return parse_run_config(raw, where)
 
 
@@ -103,6 +113,8 @@ def _checked(key: str, value: Any, where: str) -> Any:
     if key in _POSITIVE_INTS:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise wrong("a positive integer")
+        if key == "seeds" and value > MAX_SEEDS:
+            raise wrong(f"at most {MAX_SEEDS}")
         return value
     if key == "budget":
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:

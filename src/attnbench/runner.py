@@ -1,12 +1,16 @@
 """Running a plan: each cell in turn, each written to the store the moment it ends.
 
-A failing cell (an exception, a non-finite loss, out of memory, a crashed or hung worker process)
-is recorded with its reason and the run goes on; the summary tells the CLI whether anything
-failed. A run killed at any moment loses only the cells in flight: they were never written, so
+A failing cell (anything a plug-in raises, `SystemExit` included; a non-finite loss, out of memory, a crashed
+or hung worker process) is recorded with its reason and the run goes on; the summary tells the CLI whether
+anything failed. A run killed at any moment loses only the cells in flight: they were never written, so
 `--resume` redoes them. The run itself stays `running` in the store until a later run sees that
 its process is gone and marks it `crashed`.
 
-Ctrl-C stops the run after the cells in flight (marked `interrupted`); a second Ctrl-C aborts them.
+Before a cell starts, the run claims it in the store (one transaction): with `--resume` a cell another run
+has finished or holds is left to it, so any number of concurrent runs of one plan do each cell once.
+
+Ctrl-C stops the run after the cells in flight (marked `interrupted`); a second Ctrl-C aborts them. SIGTERM
+(a scheduler, `kill`) aborts the cells in flight at once and marks the run `interrupted` the same way.
 """
 from __future__ import annotations
 
@@ -23,11 +27,12 @@ import torch
 from attnbench import provenance
 from attnbench.cell import CellRecord, CellSpec
 from attnbench.errors import SkipCell
-from attnbench.isolation import CellLimits, WorkerPool, check_limits, process_alive, this_process
+from attnbench.isolation import CellLimits, CellJob, WorkerPool, check_limits, process_alive, this_process
 from attnbench.kernels import dispatch
 from attnbench.memory import PeakMemory
 from attnbench.planning import Plan
 from attnbench.registry import MECHANISMS, SUITES
+from attnbench.storable import unstorable_outcome
 from attnbench.store import Store, utcnow
 from attnbench.suite import CellContext
 
@@ -54,7 +59,9 @@ class RunSummary:
     run_id: int
     records: list[CellRecord] = field(default_factory=list)
     resumed: int = 0
-    interrupted: bool = False  # stopped by Ctrl-C with cells left to run
+    taken: int = 0  # cells another run had finished or was running when this one came to them
+    interrupted: bool = False  # stopped by Ctrl-C or SIGTERM with cells left to run
+    terminated: bool = False  # stopped by SIGTERM
     crashed_runs: list[int] = field(default_factory=list)  # earlier runs found dead and marked `crashed`
 
     def count(self, status: str) -> int:
@@ -81,13 +88,18 @@ def execute_cell(cell: CellSpec, device: str, on_step=lambda step, planned: None
             outcome.details.setdefault("implementation", dict(implementations))
         record.outcome = outcome
         primary = outcome.metrics.get(cell.primary_metric)
-        if primary is None or primary != primary:
+        unstorable = unstorable_outcome(outcome)
+        if unstorable:
+            record.error = unstorable
+        elif primary is None or primary != primary:
             record.error = f"suite reported no finite primary metric {cell.primary_metric!r}"
         else:
             record.status = "done"
     except SkipCell as exc:  # the suite cannot run this cell here (no model, no data): not a failure
         record.status, record.error = "skipped", str(exc)
-    except Exception as exc:  # one cell's failure must not stop the others
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the user's, not the cell's
+        raise
+    except BaseException as exc:  # one cell's failure, SystemExit included, must not stop the others
         record.status = "oom" if is_out_of_memory(exc) else "failed"
         record.error = _describe(exc)
     record.wall_seconds = time.perf_counter() - started
@@ -117,8 +129,13 @@ def _describe(exc: BaseException) -> str:
     return headline + "\n\n" + "".join(traceback.format_exception(exc)).rstrip()
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM during a run: abort the cells in flight now (a scheduler sends SIGKILL soon after)."""
+
+
 class StopRequest:
-    """Ctrl-C during a run: the first one stops it after the cells in flight, the second aborts them.
+    """Ctrl-C during a run: the first one stops it after the cells in flight, the second aborts them;
+    SIGTERM aborts them at once.
 
     Installed only in the main thread (the only one Python delivers signals to); elsewhere Ctrl-C
     keeps its usual meaning.
@@ -127,17 +144,20 @@ class StopRequest:
     def __init__(self) -> None:
         self.requested = False
         self._installed = False
-        self._previous: Any = None
+        self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            for number, handler in ((signal.SIGINT, self._handle), (signal.SIGTERM, self._terminate)):
+                self._previous[number] = signal.signal(number, handler)
             self._installed = True
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._installed:
-            signal.signal(signal.SIGINT, self._previous if self._previous is not None else signal.default_int_handler)
+            for number, previous in self._previous.items():
+                fallback = signal.default_int_handler if number == signal.SIGINT else signal.SIG_DFL
+                signal.signal(number, previous if previous is not None else fallback)
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.requested:
@@ -145,6 +165,10 @@ class StopRequest:
         self.requested = True
         print("attnbench: stopping after the cells in flight; Ctrl-C again to abort them", file=sys.stderr,
               flush=True)
+
+    def _terminate(self, signum: int, frame: Any) -> None:
+        self.requested = True
+        raise Terminated
 
 
 def mark_crashed_runs(store: Store) -> list[int]:
@@ -181,13 +205,25 @@ def run_plan(plan: Plan, store: Store, resume: bool = False, reporter: Reporter 
                  "process": this_process()}
     run_id = store.start_run(provenance.collect(plan.device, argv), plan.profile, described)
     summary = RunSummary(run_id, resumed=len(plan.cells) - len(todo), crashed_runs=crashed)
+    measurements: dict[tuple, int] = {}
     status = "interrupted"
+
+    def admit(cell: CellSpec) -> bool:
+        """Claim the cell for this run; False when another run has it (done, or in flight)."""
+        claimed = store.claim(run_id, cell.resume_key, resume)
+        if claimed.holder is not None and _ended_without_trace(store, claimed.holder):
+            claimed = store.claim(run_id, cell.resume_key, resume)
+        if claimed.measurement is None:
+            summary.taken += 1
+            return False
+        measurements[cell.resume_key] = claimed.measurement
+        return True
 
     def started(cell: CellSpec, index: int) -> None:
         reporter.cell_started(cell, index, len(todo))
 
     def finished(record: CellRecord) -> None:
-        store.write_cell(run_id, record)
+        store.write_cell(run_id, record, measurements.pop(record.spec.resume_key, None))
         summary.records.append(record)
         reporter.cell_finished(record)
 
@@ -196,23 +232,36 @@ def run_plan(plan: Plan, store: Store, resume: bool = False, reporter: Reporter 
             if executor == "ray":
                 from attnbench.ray_executor import run_with_ray
 
-                run_with_ray(todo, plan.device, reporter, finished, address=address, stopping=lambda: stop.requested)
+                run_with_ray(todo, plan.device, reporter, finished, address=address, stopping=lambda: stop.requested,
+                             admit=admit)
             elif isolate or (jobs > 1 and len(todo) > 1):
                 workers = max(1, min(jobs, len(todo)))
                 WorkerPool(plan.device, workers, fresh=isolate, limits=limits).run(
-                    todo, started, finished, lambda: stop.requested, reporter.step if workers == 1 else None)
+                    [CellJob(cell) for cell in todo], started, finished, lambda: stop.requested,
+                    reporter.step if workers == 1 else None, admit=admit)
             else:
                 for index, cell in enumerate(todo):
                     if stop.requested:
                         break
+                    if not admit(cell):
+                        continue
                     started(cell, index)
                     finished(execute_cell(cell, plan.device, reporter.step))
-        summary.interrupted = stop.requested and len(summary.records) < len(todo)
+        summary.interrupted = stop.requested and len(summary.records) + summary.taken < len(todo)
         if not summary.interrupted:
             status = "done" if summary.ok else "failed"
+    except Terminated:
+        summary.interrupted = summary.terminated = True
     finally:
-        store.finish_run(run_id, status)
+        store.finish_run(run_id, status)  # gives back the claims of cells never finished
     return summary
+
+
+def _ended_without_trace(store: Store, run_id: int) -> bool:
+    """Whether run `run_id`, holding a claim, died on this machine without ending: then it is marked `crashed`
+    (its claims given back) and True."""
+    plan = store.run_plan(run_id)
+    return plan is not None and process_alive(plan.get("process") or {}) is False and store.mark_crashed(run_id)
 
 
 def cell_error_line(record: CellRecord) -> str:

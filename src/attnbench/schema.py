@@ -1,16 +1,25 @@
-"""SQLAlchemy models of the results database: runs (provenance), cells (one unit of work), metrics.
+"""SQLAlchemy models of the results database: runs (provenance), cells (one unit of work), metrics, and the
+claims of cells in flight.
 
-The schema carries a version in `attnbench_meta`; a database written by a newer attnbench is
-refused rather than misread.
+The schema carries a version in `attnbench_meta`; a database written by an older attnbench is migrated
+(`attnbench.migrations`), one written by a newer one is refused rather than misread.
+
+A result is one measurement of a cell: (config hash, budget kind, budget value, seed) and its `measurement`,
+1 for the first finished result and n for the n-th deliberate re-run. The database allows one finished result
+per measurement (a unique index over done cells), and a run claims a measurement (`claims`, unique over the same
+columns) in one transaction before it starts the work, so concurrent runs of one plan never do a cell twice.
 """
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text,
+                        UniqueConstraint, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+RESULT_KEY = ("config_hash", "budget_kind", "budget_value", "seed", "measurement")
+DONE = text("status = 'done'")
 
 
 class Base(DeclarativeBase):
@@ -46,6 +55,8 @@ class Run(Base):
 
 class Cell(Base):
     __tablename__ = "cells"
+    __table_args__ = (Index("uq_cells_done_result", *RESULT_KEY, unique=True, sqlite_where=DONE,
+                            postgresql_where=DONE),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), index=True)
     suite: Mapped[str] = mapped_column(String(64), index=True)
@@ -60,6 +71,7 @@ class Cell(Base):
     flops_used: Mapped[float | None] = mapped_column(Float, nullable=True)
     steps: Mapped[int | None] = mapped_column(Integer, nullable=True)
     seed: Mapped[int] = mapped_column(Integer)
+    measurement: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     primary_metric: Mapped[str] = mapped_column(String(128))
     higher_is_better: Mapped[bool] = mapped_column(Boolean)
     conformance: Mapped[str] = mapped_column(Text)
@@ -90,3 +102,18 @@ class Metric(Base):
     name: Mapped[str] = mapped_column(String(128))
     value: Mapped[float | None] = mapped_column(Float, nullable=True)
     cell: Mapped[Cell] = relationship(back_populates="metrics")
+
+
+class Claim(Base):
+    """A measurement a run has taken and not yet written: its cell is in flight in that run."""
+
+    __tablename__ = "claims"
+    __table_args__ = (UniqueConstraint(*RESULT_KEY, name="uq_claims_result"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), index=True)
+    config_hash: Mapped[str] = mapped_column(String(16))
+    budget_kind: Mapped[str] = mapped_column(String(16))
+    budget_value: Mapped[float] = mapped_column(Float)
+    seed: Mapped[int] = mapped_column(Integer)
+    measurement: Mapped[int] = mapped_column(Integer)
+    claimed_at: Mapped[datetime] = mapped_column(DateTime)

@@ -6,8 +6,8 @@ from a plug-in or the database goes through Jinja2's autoescaping.
 """
 from __future__ import annotations
 
+import hashlib
 import json
-
 import math
 import shlex
 from dataclasses import dataclass
@@ -179,6 +179,14 @@ def slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "-" for c in text).strip("-") or "suite"
 
 
+def page_name(suite: str) -> str:
+    """The page of one suite: its name where that is already a safe file name, else its slug and a digest of the
+    exact name after a `~` (which no slug holds), so that `mqar.x` and `mqar/x` never share a page."""
+    if slug(suite) == suite and suite.isascii():
+        return f"suite-{suite}.html"
+    return f"suite-{slug(suite)}~{hashlib.sha256(suite.encode()).hexdigest()[:10]}.html"
+
+
 def render_site(cells: pd.DataFrame, runs: pd.DataFrame, out: str | Path) -> list[Path]:
     """Write index.html and one page per suite into `out`; returns the files written."""
     out = Path(out)
@@ -195,7 +203,7 @@ def render_site(cells: pd.DataFrame, runs: pd.DataFrame, out: str | Path) -> lis
     latest = latest_per_cell(cells)
     all_grids = grid.grids(cells, rows=rows)
     suites = sorted({r.suite for r in rows})
-    pages = {suite: f"suite-{slug(suite)}.html" for suite in suites}
+    pages = {suite: page_name(suite) for suite in suites}
     written = []
     for suite in suites:
         tables = []

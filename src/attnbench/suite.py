@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterable, Mapping, TypeVar
 from attnbench.budget import Budget
 from attnbench.cell import CellOutcome, CellSpec
 from attnbench.errors import ConfigError
+from attnbench.values import check_like
 
 # Whose code evaluates a cell: the suite's own (`native`), or lm-evaluation-harness's tasks for the same
 # benchmark (`lm-eval`, whose variants can differ from the official protocol). A suite lists the ones it offers.
@@ -103,6 +104,8 @@ class Suite(ABC):
         if unknown:
             raise ConfigError(f"suite {self.name!r} has no task setting {unknown[0]!r} "
                               f"(settings: {', '.join(sorted(task.config))})")
+        for key, value in overrides.items():
+            check_like(task.config[key], value, f"suite {self.name!r}: --set {key}")
         changed = ",".join(f"{k}={overrides[k]}" for k in sorted(overrides))
         return self.make_task({**task.config, **overrides}, f"{task.label}[{changed}]")
 

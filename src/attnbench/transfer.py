@@ -12,19 +12,20 @@ import os
 from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from attnbench.errors import ConfigError
-from attnbench.schema import SCHEMA_VERSION, Cell, Metric, Run
+from attnbench.export_checks import CELL_FIELDS, RUN_FIELDS, check_export
+from attnbench.schema import SCHEMA_VERSION, Cell, Claim, Metric, Run
 from attnbench.store import Store
 
 FORMATS = ("parquet", "csv", "json")
-RUN_FIELDS = ("uid", "started_at", "finished_at", "status", "command", "profile", "plan", "git_sha", "git_dirty",
-              "host", "device", "python_version", "torch_version", "attnbench_version", "versions")
-CELL_FIELDS = tuple(c.name for c in Cell.__table__.columns if c.name not in ("id", "run_id"))
 JSON_FIELDS = {"run_plan", "run_versions", "config", "details"}
 DATETIME_FIELDS = {"run_started_at", "run_finished_at", "started_at", "finished_at"}
+# columns read as text whatever they look like (a config hash of digits is not a number)
+TEXT_COLUMNS = ("cell_uid", "run_uid", "config_hash", "run_git_sha", "suite", "mechanism", "task", "profile",
+                "run_profile", "metric", "run_python_version", "run_torch_version", "run_attnbench_version")
 
 
 def export_frame(store: Store) -> pd.DataFrame:
@@ -68,25 +69,24 @@ def export_file(store: Store, path: str | os.PathLike, fmt: str | None = None) -
 
 
 def read_file(path: str | os.PathLike, fmt: str | None = None) -> pd.DataFrame:
+    """An export file, every column and row checked (`attnbench.export_checks`); a ConfigError line otherwise."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: no such file")
+        raise ConfigError(f"{path}: no such file" if not path.exists() else f"{path}: not a regular file")
     chosen = format_of(path, fmt)
     try:
         if chosen == "parquet":
             frame = pd.read_parquet(path)
         elif chosen == "csv":
-            frame = pd.read_csv(path)
+            frame = pd.read_csv(path, dtype={c: str for c in TEXT_COLUMNS}, keep_default_na=True)
         else:
-            frame = pd.read_json(path, orient="records")
+            frame = pd.read_json(path, orient="records", dtype=False)
     except Exception as exc:  # any reader error means the file is not what it claims to be
-        raise ConfigError(f"{path}: not a readable {chosen} export ({type(exc).__name__}: {exc})")
-    missing = {"cell_uid", "run_uid", "config_hash", "seed", "metric", "value"} - set(frame.columns)
-    if missing:
-        raise ConfigError(f"{path}: not an attnbench export (missing columns {', '.join(sorted(missing))})")
-    if "schema_version" in frame and len(frame) and int(frame["schema_version"].max()) > SCHEMA_VERSION:
-        raise ConfigError(f"{path}: written by a newer attnbench (schema {int(frame['schema_version'].max())})")
-    return frame
+        raise ConfigError(f"{path}: not a readable {chosen} export ({type(exc).__name__}: {str(exc)[:200]})")
+    if not isinstance(frame, pd.DataFrame) or frame.columns.duplicated().any():
+        raise ConfigError(f"{path}: not an attnbench export (not one table with distinct column names)")
+    frame = frame.reset_index(drop=True).astype(object).where(frame.notna(), None)
+    return check_export(frame, path)
 
 
 def _value(row: pd.Series, field: str):
@@ -97,15 +97,24 @@ def _value(row: pd.Series, field: str):
         return None
     if field in DATETIME_FIELDS or field.endswith("_at"):
         return pd.Timestamp(value).to_pydatetime().replace(tzinfo=None)
+    if isinstance(value, float) and field in ("seed", "steps", "params", "peak_memory_bytes", "measurement"):
+        return int(value)  # a CSV column with gaps reads whole numbers as floats
     return value.item() if hasattr(value, "item") else value
 
 
 def import_file(store: Store, path: str | os.PathLike, fmt: str | None = None) -> tuple[int, int]:
     """Add the runs of an export that the store does not hold yet; returns (runs added, cells added)."""
-    frame = read_file(path, fmt)
-    runs_added = cells_added = 0
-    with Session(store.engine) as session, session.begin():
+    return import_frame(store, read_file(path, fmt))
+
+
+def import_frame(store: Store, frame: pd.DataFrame) -> tuple[int, int]:
+    """Add the runs of a checked export (`read_file`) in one transaction, retried while the database is busy as
+    a run's writes are. A finished cell becomes the next measurement of its key here, so one finished result
+    per measurement holds in the target whatever it held before."""
+    def add(session: Session) -> tuple[int, int]:
         known = set(session.scalars(select(Run.uid)))
+        taken = _taken_measurements(session)
+        runs_added = cells_added = 0
         for uid, run_rows in frame.groupby("run_uid", sort=False):
             if uid in known:
                 continue
@@ -115,9 +124,27 @@ def import_file(store: Store, path: str | os.PathLike, fmt: str | None = None) -
             runs_added += 1
             for _, cell_rows in run_rows.groupby("cell_uid", sort=False):
                 head = cell_rows.iloc[0]
-                cell = Cell(run=run, **{f: _value(head, f) for f in CELL_FIELDS})
+                fields = {f: _value(head, f) for f in CELL_FIELDS}
+                if fields["status"] == "done":
+                    key = tuple(fields[k] for k in ("config_hash", "budget_kind", "budget_value", "seed"))
+                    key = (key[0], key[1], float(key[2]), int(key[3]))
+                    taken[key] = fields["measurement"] = taken.get(key, 0) + 1
+                cell = Cell(run=run, **fields)
                 cell.metrics = [Metric(name=str(r["metric"]), value=_value(r, "value"))
                                 for _, r in cell_rows.iterrows() if isinstance(r["metric"], str)]
                 session.add(cell)
                 cells_added += 1
-    return runs_added, cells_added
+        return runs_added, cells_added
+
+    return store.transaction(add)
+
+
+def _taken_measurements(session: Session) -> dict[tuple, int]:
+    """The highest measurement held, finished or claimed, per (config hash, budget kind, budget value, seed)."""
+    taken: dict[tuple, int] = {}
+    for table, where in ((Cell, Cell.status == "done"), (Claim, True)):
+        key = (table.config_hash, table.budget_kind, table.budget_value, table.seed)
+        for *values, highest in session.execute(select(*key, func.max(table.measurement)).where(where).group_by(*key)):
+            k = (values[0], values[1], float(values[2]), int(values[3]))
+            taken[k] = max(taken.get(k, 0), int(highest))
+    return taken

@@ -27,8 +27,10 @@ HUGE = 64 * 2**30  # bytes no test machine grants under a --memory-limit
 class FaultySuite(EchoSuite):
     """Echo's scores after sleeping `sleep` seconds (a range: drawn per cell, reproducibly); seed i does
     `faults[i]` of the comma-separated `faults` setting instead, e.g. `--set faults=ok,segv,hang`:
-    ok, segv, hang, memoryerror, torch_oom, nan_loss or sigkill. With `pid_dir`, each cell first
-    writes the id of its process to `pid_dir/SEED.pid`."""
+    ok, segv, hang, memoryerror, torch_oom, nan_loss, sigkill, systemexit (a plug-in calling sys.exit),
+    unstorable (NUL in its error text and NaN in its details: PostgreSQL refuses both as given) or
+    longmetric (a metric name longer than the store holds). With `pid_dir`, each cell first writes the id
+    of its process to `pid_dir/SEED.pid`."""
 
     name = "faulty"
     description = "Echo after a short sleep; chosen seeds crash, hang, run out of memory or diverge."
@@ -57,7 +59,14 @@ class FaultySuite(EchoSuite):
             diverge(cell.budget)
         elif fault == "sigkill":
             os.kill(os.getpid(), signal.SIGKILL)
+        elif fault == "systemexit":
+            raise SystemExit(3)
+        elif fault == "unstorable":
+            raise RuntimeError("bad byte \x00 in a message")
         outcome = super().run_cell(cell, mechanism, ctx)
+        if fault == "longmetric":
+            outcome.metrics["m" * 200] = 1.0
+        outcome.details["nan"] = float("nan")  # JSON without NaN: every done cell's details pass through the store
         outcome.details["pid"] = os.getpid()  # which process ran the cell
         return outcome
 
@@ -83,16 +92,43 @@ class Scale(nn.Module):
         return x * self.weight
 
 
+class Broken(Scale):
+    """Scale whose forward does `fault`: segv, hang or exit (sys.exit inside the conformance check)."""
+
+    def __init__(self, fault: str) -> None:
+        super().__init__()
+        self.fault = fault
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fault == "segv":
+            ctypes.string_at(0)
+        elif self.fault == "hang":
+            time.sleep(3600)
+        elif self.fault == "exit":
+            raise SystemExit(4)
+        return super().forward(x)
+
+
+def broken(fault: str) -> MechanismSpec:
+    return MechanismSpec(name=f"broken_{fault}", kind="sequence", description=f"its forward does {fault}",
+                         paper="none", build=lambda dim, causal=True, **_: Broken(fault),
+                         flops=lambda *args, **kwargs: FlopBreakdown())
+
+
 SUITE = FaultySuite()
 IDENT = MechanismSpec(name="ident", kind="sequence", description="x times a scalar: conforms in milliseconds",
                       paper="none", build=lambda dim, causal=True, **_: Scale(),
                       flops=lambda *args, **kwargs: FlopBreakdown())
+BROKEN_SEGV, BROKEN_HANG, BROKEN_EXIT = broken("segv"), broken("hang"), broken("exit")
 
 
 def distribution(site: Path) -> dict[str, str]:
     """Register `faulty` and `ident` in `site`; the environment a subprocess needs to find them."""
     from tests.conftest import REPO, make_distribution
 
-    make_distribution(site, "faultyplugins", modules={}, mechanisms={"ident": "tests.harness.faulty_plugins:IDENT"},
-                      suites={"faulty": "tests.harness.faulty_plugins:SUITE"})
+    module = "tests.harness.faulty_plugins"
+    make_distribution(site, "faultyplugins", modules={},
+                      mechanisms={"ident": f"{module}:IDENT", "broken_segv": f"{module}:BROKEN_SEGV",
+                                  "broken_hang": f"{module}:BROKEN_HANG", "broken_exit": f"{module}:BROKEN_EXIT"},
+                      suites={"faulty": f"{module}:SUITE"})
     return {"PYTHONPATH": os.pathsep.join([str(site), str(REPO)])}

@@ -84,3 +84,39 @@ def test_cli_exit_codes_and_markdown(tmp_path):
     for bad in (["--baseline", str(tmp_path / "missing.parquet")], ["--baseline", str(exported), "--tolerance", "-1"]):
         result = run_cli("compare", *bad, "--db", str(tmp_path / "same.db"))
         assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def store_with_config(path, hparams: dict, scores=(0.9, 0.91, 0.92)) -> Store:
+    store = Store.open(path)
+    run = store.start_run(PROVENANCE, "smoke", {})
+    for seed, value in enumerate(scores):
+        spec = CellSpec("mqar", "mha", "smoke", "t", {"a": 1}, hparams, Budget("flops", 1e9), seed,
+                        primary_metric="accuracy")
+        store.write_cell(run, CellRecord(spec, "done", CellOutcome({"accuracy": value}, 1e9, 1e9, 10, 5)))
+    store.finish_run(run, "done")
+    return store
+
+
+def test_a_changed_default_matches_nothing_and_fails_the_gate_naming_the_field(tmp_path):
+    """The issue's case: a new default changes every config hash; "0 matched cells, No regression" passed."""
+    store_with_config(tmp_path / "base.db", {"num_heads": 1, "window": 8})
+    store_with_config(tmp_path / "now.db", {"num_heads": 1, "window": 16}, scores=(0.1, 0.1, 0.1))
+    summary = tmp_path / "summary.md"
+    result = run_cli("compare", "--baseline", str(tmp_path / "base.db"), "--db", str(tmp_path / "now.db"),
+                     "--markdown", str(summary))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "hparams.window: 8 → 16" in result.stdout and "without a match" in result.stdout
+    text = summary.read_text()
+    assert "Not compared" in text and "hparams.window: 8 → 16" in text
+    allowed = run_cli("compare", "--baseline", str(tmp_path / "base.db"), "--db", str(tmp_path / "now.db"),
+                      "--allow-missing", "--json")
+    assert allowed.returncode == 0, allowed.stderr
+    assert '"reason": "configuration differs: hparams.window: 8 \\u2192 16"' in allowed.stdout
+
+
+def test_baseline_cells_not_run_at_all_are_listed(tmp_path):
+    store_with(tmp_path / "base.db", BASE)
+    store_with(tmp_path / "now.db", {"mha": BASE["mha"]})
+    result = run_cli("compare", "--baseline", str(tmp_path / "base.db"), "--db", str(tmp_path / "now.db"))
+    assert result.returncode == 1
+    assert "no finished mqar/linear cell" in result.stdout and "no finished mqar/moba cell" in result.stdout

@@ -152,10 +152,11 @@ def test_a_database_busy_past_every_attempt_is_a_store_error(store_url, monkeypa
     assert count_rows(store) == (1, 0, 0)
 
 
-def test_other_errors_are_not_retried(store_url):
+def test_other_errors_are_not_retried_and_are_one_line(store_url):
     store = Store.open(store_url)
-    with pytest.raises(IntegrityError):
+    with pytest.raises(StoreError, match="cannot write to database") as raised:
         store.write_cell(12345, CellRecord(spec(0), "failed", error="no such run"))  # foreign key
+    assert "\n" not in str(raised.value) and isinstance(raised.value.__cause__, IntegrityError)
     assert store.retries == 0 and count_rows(store) == (0, 0, 0)
 
 

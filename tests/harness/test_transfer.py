@@ -71,3 +71,26 @@ def test_bad_files_are_refused_without_touching_the_database(tmp_path, content, 
 def test_unknown_extension_needs_a_format(tmp_path, source):
     with pytest.raises(ConfigError, match="--format"):
         export_file(source, tmp_path / "out.xlsx")
+
+
+def test_four_concurrent_imports_into_one_database_all_land(source, tmp_path):
+    """Imports go through the runs' retrying write transaction: 3 of 4 failed with "database is locked"."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    files = []
+    for n in range(4):
+        db = Store.open(tmp_path / f"part{n}.db")
+        run_plan(plan_run(RunRequest("echo", ("mha",), seeds=2), device="cpu"), db)
+        files.append(tmp_path / f"part{n}.parquet")
+        export_file(db, files[-1])
+    target = tmp_path / "target.db"
+    Store.open(target).dispose()
+    processes = [subprocess.Popen([sys.executable, "-m", "attnbench", "import", str(path), "--db", str(target)],
+                                  cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for path in files]
+    outputs = [process.communicate(timeout=300) for process in processes]
+    assert [p.returncode for p in processes] == [0, 0, 0, 0], [err for _, err in outputs]
+    assert len(results.load_runs(Store.open(target))) == 4 and len(results.load(Store.open(target))) == 16

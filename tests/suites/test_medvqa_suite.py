@@ -66,7 +66,7 @@ def test_smoke_plan_runs_every_fusion_built_in_on_one_budget_and_skips_other_kin
     ({"text_heads": 5}, "text_heads=5 must divide dim=64"),
     ({"synthetic_images": [0, 1, 1]}, "synthetic_images"),
     ({"synthetic_images": ["a", 1, 1]}, "synthetic_images"),
-    ({"lenient": "maybe"}, "lenient='maybe' must be True or False"),
+    ({"lenient": "maybe"}, "lenient='maybe' is not true or false"),
     ({"bleu_nltk": "3.4"}, "bleu_nltk='3.4' is not one of 3.2, 3.3"),
     ({"root": "/nonexistent"}, "root is set but data=synthetic"),
     ({"data": "slake", "root": "/nonexistent/slake"}, "no slake data at /nonexistent/slake"),

@@ -172,7 +172,7 @@ def test_a_root_switches_to_real_data_and_the_config_states_layout_labels_loss(t
     ({"image_size": 60}, "must be a multiple of 8"),
     ({"synthetic_pairs": [0, 4]}, "synthetic_pairs"),
     ({"batch_size": 600}, "exceeds the 512 training pairs"),
-    ({"decoder_attention": "yes"}, "decoder_attention='yes' must be true or false"),
+    ({"decoder_attention": "yes"}, "decoder_attention='yes' is not true or false"),
     ({"bogus": 1}, "no task setting 'bogus'"),
     ({"root": "/nonexistent/second"}, "no SECOND folder at /nonexistent/second"),
 ])
