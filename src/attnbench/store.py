@@ -157,6 +157,8 @@ class Store:
             with self.engine.connect() as conn:
                 rows = [row[0] for row in conn.exec_driver_sql("PRAGMA quick_check").fetchall()]
         except DBAPIError as exc:
+            if any(word in one_line(exc).lower() for word in ("malformed", "corrupt")):
+                return one_line(exc)  # damaged past what quick_check can list
             self.engine.dispose()
             raise StoreError(f"cannot open database {self.url}: {one_line(exc)}") from None
         return None if rows == ["ok"] else " ".join(" ".join(str(row).split()) for row in rows[:3])

@@ -5,6 +5,7 @@ suite however its name is spelled, and a database the user may only read still r
 from __future__ import annotations
 
 import os
+import random
 import signal
 import sqlite3
 import subprocess
@@ -73,7 +74,8 @@ def test_a_plug_in_raising_systemexit_is_its_cells_failure(registered, tmp_path,
     assert rows == {0: "failed", 1: "done"} and error.startswith("SystemExit: 3")
 
 
-def test_a_damaged_sqlite_file_is_never_written_and_read_with_a_warning(env, tmp_path):
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_damaged_sqlite_file_is_never_written_and_read_with_a_warning(env, tmp_path, seed):
     db = tmp_path / "r.db"
     populate(db, "m").dispose()
     conn = sqlite3.connect(db)
@@ -85,7 +87,7 @@ def test_a_damaged_sqlite_file_is_never_written_and_read_with_a_warning(env, tmp
     size = db.stat().st_size
     with open(db, "r+b") as file:
         file.seek(size // 2)
-        file.write(os.urandom(4096))
+        file.write(random.Random(seed).randbytes(4096))
     before = db.read_bytes()
     result = run_cli(*FAULTY, "-m", "ident", "--db", str(db), env=env)
     assert result.returncode == 2 and "is damaged" in result.stderr and "refusing to write" in result.stderr
