@@ -28,7 +28,7 @@ def register_noop(site: Path) -> None:
 
 
 def timed(plan, store, jobs: int, isolate: bool) -> float:
-    from attnbench.runner import run_plan
+    from attnbench.run.runner import run_plan
 
     started = time.perf_counter()
     summary = run_plan(plan, store, jobs=jobs, isolate=isolate)
@@ -46,8 +46,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         register_noop(Path(scratch) / "site")
-        from attnbench.planning import RunRequest, plan_run
-        from attnbench.store import Store
+        from attnbench.run.planning import RunRequest, plan_run
+        from attnbench.store.database import Store
 
         store = Store.open(Path(scratch) / "bench.db")
         plans = {

@@ -25,7 +25,7 @@ import time
 
 import torch
 
-from attnbench.memory import PeakMemory
+from attnbench.run.memory import PeakMemory
 from attnbench.registry import MECHANISMS
 
 

@@ -27,8 +27,8 @@ import time
 
 import torch
 
-from attnbench.memory import PeakMemory
-from attnbench.pretrained import install
+from attnbench.run.memory import PeakMemory
+from attnbench.toolkit.pretrained import install
 from attnbench.registry import MECHANISMS
 
 NAMES = ("dense", "flexprefill", "tca", "sale", "pine")

@@ -23,9 +23,9 @@ from pathlib import Path
 
 from attnbench.budget import Budget
 from attnbench.cell import CellSpec
-from attnbench.isolation import WorkerPool
-from attnbench.ray_executor import run_with_ray
-from attnbench.runner import SilentReporter
+from attnbench.run.isolation import WorkerPool
+from attnbench.run.ray_executor import run_with_ray
+from attnbench.run.reporting import SilentReporter
 from noop_plugin import NAME, install_noop_suite
 
 def cells(n: int) -> list[CellSpec]:

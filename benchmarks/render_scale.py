@@ -22,9 +22,12 @@ from pathlib import Path
 
 from sqlalchemy import insert
 
-from attnbench import grid, leaderboard, results
-from attnbench.schema import Cell, Metric
-from attnbench.store import Store
+from attnbench.metric_names import grid_metric
+from attnbench.views import grid, leaderboard
+
+from attnbench import results
+from attnbench.store.schema import Cell, Metric
+from attnbench.store.database import Store
 
 SUITES = ("mqar", "needle", "eurosat", "longbench")
 MECHANISMS = tuple(f"mech_{i:02d}" for i in range(25))
@@ -61,7 +64,7 @@ def fill(store: Store, n_cells: int) -> None:
                         dict(cell_id=cell_id, name="final_train_loss", value=rng.random()),
                         dict(cell_id=cell_id, name="secondary", value=rng.random())]
             if suite == "needle":
-                metrics += [dict(cell_id=cell_id, name=grid.metric_name(length, depth), value=rng.random() * 100)
+                metrics += [dict(cell_id=cell_id, name=grid_metric(length, depth), value=rng.random() * 100)
                             for length, depth in GRID]
     with store.engine.begin() as conn:
         for start in range(0, len(cells), 20_000):
@@ -89,7 +92,7 @@ def main() -> None:
 
     from rich.console import Console
 
-    from attnbench import console as views
+    from attnbench.views import console as views
 
     def terminal() -> None:
         cells = results.load(store, columns=results.RANKING_COLUMNS, latest_only=True)
@@ -98,7 +101,7 @@ def main() -> None:
         views.print_leaderboard(rows, grid.grids(cells, rows=rows))
 
     def site() -> None:
-        from attnbench.site import render_site
+        from attnbench.views.site import render_site
 
         render_site(results.load(store, decode=False), results.load_runs(store), folder / "site")
 

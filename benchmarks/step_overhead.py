@@ -15,11 +15,11 @@ import time
 import torch
 
 from attnbench.budget import Budget
-from attnbench.lm import LMConfig, MixerLM, lm_loss, training_step_flops
+from attnbench.toolkit.lm import LMConfig, MixerLM, lm_loss, training_step_flops
 from attnbench.registry import MECHANISMS
-from attnbench.suites.mqar.suite import SMOKE_TASKS
+from attnbench.suites.mqar.task import SMOKE_TASKS
 from attnbench.suites.mqar.train import EpochSampler, make_data
-from attnbench.training import adamw, train_under_budget
+from attnbench.toolkit.training import adamw, train_under_budget
 
 
 def setup(mechanism: str):

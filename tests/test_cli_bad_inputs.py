@@ -72,12 +72,12 @@ def test_a_config_that_is_a_fifo_or_nested_too_deep_is_one_line(capsys, tmp_path
 
 
 def test_a_database_that_cannot_be_opened_is_reported_before_any_conformance_check(capsys, tmp_path, monkeypatch):
-    import attnbench.conformance
+    import attnbench.run.screening
 
     def never(*args, **kwargs):
         raise AssertionError("conformance ran before the database was opened")
 
-    monkeypatch.setattr(attnbench.conformance, "check_mechanism", never)
+    monkeypatch.setattr(attnbench.run.screening, "check_mechanism", never)
     code = main(["run", "--suite", "mqar", "-m", "mha", "--db", "postgresql+psycopg://nobody@127.0.0.1:1/x"])
     one_line(capsys, code, "cannot open database")
 

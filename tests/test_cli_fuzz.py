@@ -88,9 +88,9 @@ VALUES = st.sampled_from(["abc", "nan", "-nan", "inf", "1e400", "-1e400", "[1]",
 @pytest.fixture
 def no_conformance(monkeypatch):
     """Hyper-parameters that planning accepts go on to conformance checks (seconds each): not what is fuzzed."""
-    import attnbench.conformance
+    import attnbench.run.screening
 
-    monkeypatch.setattr(attnbench.conformance, "screen_plan", lambda plan, *args, **kwargs: plan)
+    monkeypatch.setattr(attnbench.run.screening, "screen_plan", lambda plan, *args, **kwargs: plan)
 
 
 def answered(capsys, argv: list[str]) -> int:

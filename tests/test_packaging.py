@@ -13,8 +13,8 @@ SOURCE = REPO / "src"
 def test_packages_are_found_under_src_with_their_templates():
     setuptools = PYPROJECT["tool"]["setuptools"]
     assert setuptools["packages"]["find"]["where"] == ["src"]
-    templates = [f"templates/{p.name}" for p in (SOURCE / "attnbench" / "templates").iterdir()]
-    patterns = setuptools["package-data"]["attnbench"]
+    templates = [f"templates/{p.name}" for p in (SOURCE / "attnbench" / "views" / "templates").iterdir()]
+    patterns = setuptools["package-data"]["attnbench.views"]
     assert templates and all(any(fnmatch(t, pattern) for pattern in patterns) for t in templates)
 
 

@@ -8,9 +8,9 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from attnbench.cell import COST_COLUMNS
-from attnbench.schema import Cell, Metric, Run
+from attnbench.store.schema import Cell, Metric, Run
 from attnbench.errors import StoreError
-from attnbench.store import Store, one_line
+from attnbench.store.database import Store, one_line
 
 CELL_COLUMNS = [
     "cell_id", "run_id", "suite", "mechanism", "profile", "task", "config_hash", "config", "budget_kind", "budget_value",

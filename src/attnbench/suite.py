@@ -5,8 +5,8 @@ This module must not import torch; suite objects are loaded by the planner and `
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable, Mapping, TypeVar
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence, TypeVar
 
 from attnbench.budget import Budget
 from attnbench.cell import CellOutcome, CellSpec
@@ -48,6 +48,38 @@ def settings_from(cls: type[S], config: Mapping[str, Any], what: str, tuples: It
         raise ConfigError(f"{what} task settings: {exc}") from None
 
 
+def tuple_fields(cls: type) -> tuple[str, ...]:
+    """The fields of a settings dataclass typed as tuples: stored as JSON lists, they come back as tuples."""
+    return tuple(f.name for f in fields(cls) if "tuple[" in str(f.type))
+
+
+class TaskSettings:
+    """What a suite's task is, declared once: subclass as a frozen dataclass whose fields are the settings
+    (`--set KEY=VALUE` changes them), set `suite_title` (how errors name the suite) and give the `label` that
+    names a task in tables. `validate` refuses at planning a task that cannot exist; `normalised` first makes
+    the settings consistent with each other. A suite that declares `settings_class` and `profile_tasks` gets
+    `tasks`, `make_task` and `settings` from them."""
+
+    suite_title: ClassVar[str] = "suite"
+
+    @property
+    def label(self) -> str:
+        raise NotImplementedError
+
+    def validate(self) -> None:
+        """Raise ConfigError, naming the setting, for a task that cannot exist."""
+
+    def normalised(self) -> TaskSettings:
+        return self
+
+    def as_task(self) -> Task:
+        return task_of(self.label, self)
+
+    @classmethod
+    def from_config(cls: type[S], config: Mapping[str, Any]) -> S:
+        return settings_from(cls, config, cls.suite_title, tuple_fields(cls))
+
+
 @dataclass
 class CellContext:
     """What the runner hands a suite for one cell: the device and a progress callback."""
@@ -57,7 +89,9 @@ class CellContext:
 
 
 class Suite(ABC):
-    """Subclass, set the class attributes, implement `tasks`, `default_budget` and `run_cell`."""
+    """Subclass, set the class attributes, implement `default_budget` and `run_cell`, and either declare
+    `settings_class` and `profile_tasks` (each profile's tasks as settings instances) or implement `tasks`
+    (and `make_task`) yourself."""
 
     name: str
     description: str
@@ -71,6 +105,14 @@ class Suite(ABC):
     # One leaderboard table per task instead of the mean over tasks: for suites whose tasks are different
     # models or protocols (a pretrained checkpoint, a backend) or measurements that must not be averaged.
     rank_per_task: bool = False
+    settings_class: ClassVar[type[TaskSettings] | None] = None
+    profile_tasks: ClassVar[Mapping[str, Sequence[TaskSettings]]] = {}
+    fixed_settings: ClassVar[frozenset[str]] = frozenset()  # settings that `--set` may not change
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.profile_tasks and "profiles" not in cls.__dict__:
+            cls.profiles = tuple(cls.profile_tasks)
 
     def table_of(self, task: str) -> str:
         """The leaderboard table a cell of task `task` ranks in, beside its suite, profile and budget: "" (the
@@ -82,9 +124,16 @@ class Suite(ABC):
         if profile not in self.profiles:
             raise ConfigError(f"suite {self.name!r} has no profile {profile!r} (profiles: {', '.join(self.profiles)})")
 
-    @abstractmethod
     def tasks(self, profile: str) -> list[Task]:
         """The task configurations this profile evaluates; each is its own cell."""
+        if self.settings_class is None:
+            raise NotImplementedError(f"suite {self.name!r} declares no settings_class: implement tasks()")
+        self.check_profile(profile)
+        return [task.as_task() for task in self.profile_tasks[profile]]
+
+    def task_settings(self, config: Mapping[str, Any]) -> Any:
+        """A task's config (a cell's `task_config`) as the suite's settings dataclass."""
+        return self.settings_class.from_config(config)
 
     @abstractmethod
     def default_budget(self, profile: str, task: Task) -> Budget:
@@ -95,7 +144,9 @@ class Suite(ABC):
         return override or self.default_budget(profile, task)
 
     def settings(self, profile: str) -> set[str]:
-        """Names `--set` may change: by default, the keys of this profile's task configurations."""
+        """Names `--set` may change: the settings dataclass's fields, else the keys of this profile's tasks."""
+        if self.settings_class is not None:
+            return {f.name for f in fields(self.settings_class)} - self.fixed_settings
         return {key for task in self.tasks(profile) for key in task.config}
 
     def configure(self, task: Task, overrides: Mapping[str, Any]) -> Task:
@@ -110,8 +161,13 @@ class Suite(ABC):
         return self.make_task({**task.config, **overrides}, f"{task.label}[{changed}]")
 
     def make_task(self, config: Mapping[str, Any], label: str) -> Task:
-        """A task from its configuration; suites override this to validate it and to relabel."""
-        return Task(label, dict(config))
+        """A task from its configuration: the settings dataclass's, normalised, validated and labelled by it;
+        without one, the config as given under `label`."""
+        if self.settings_class is None:
+            return Task(label, dict(config))
+        settings = self.settings_class.from_config(config).normalised()
+        settings.validate()
+        return settings.as_task()
 
     def pairs_with(self, task: Task, mechanism: Any) -> tuple[bool, str | None]:
         """Whether `mechanism` runs on `task`, and a note for the user when it is left out for a reason

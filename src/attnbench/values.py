@@ -47,3 +47,31 @@ def check_like(default: Any, value: Any, what: str) -> None:
     expected = expected_like(default, value)
     if expected:
         raise ConfigError(f"{what}={value!r} is not {expected} (its default is {default!r})")
+
+
+# ---------------------------------------------------------------- the checks suites' settings make
+
+def is_number(value: Any) -> bool:
+    """A real number (not a bool, which Python counts as an int)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def is_whole(value: Any, least: int | None = None) -> bool:
+    """A whole number (not a bool), at least `least` when given."""
+    return isinstance(value, int) and not isinstance(value, bool) and (least is None or value >= least)
+
+
+def check_whole(what: str, value: Any, least: int = 1) -> None:
+    """`what` must be a whole number >= `least` (one ConfigError line naming it otherwise)."""
+    from attnbench.errors import ConfigError
+
+    if not is_whole(value, least):
+        expected = "a positive integer" if least == 1 else f"an integer >= {least}"
+        raise ConfigError(f"{what}={value!r} must be {expected}")
+
+
+def check_one_of(what: str, value: Any, allowed: tuple[str, ...]) -> None:
+    from attnbench.errors import ConfigError
+
+    if value not in allowed:
+        raise ConfigError(f"{what}={value!r} is not one of {', '.join(allowed)}")

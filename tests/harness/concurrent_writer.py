@@ -16,7 +16,7 @@ from pathlib import Path
 
 from attnbench.budget import Budget
 from attnbench.cell import CellOutcome, CellRecord, CellSpec
-from attnbench.store import Store
+from attnbench.store.database import Store
 
 METRICS = ("accuracy", "loss", "grid/L128/D0", "grid/L128/D50", "grid/L128/D100")
 PROVENANCE = dict(command="attnbench run", git_sha="abc", git_dirty=False, host="h", device="cpu",

@@ -73,7 +73,7 @@ class FaultySuite(EchoSuite):
 
 def diverge(budget) -> None:
     """The shared training loop on a loss that is NaN from the first step: it raises NonFiniteLossError."""
-    from attnbench.training import train_under_budget
+    from attnbench.toolkit.training import train_under_budget
 
     model = nn.Linear(2, 1)
     batch = torch.ones(4, 2), torch.ones(4, 1)

@@ -5,8 +5,8 @@ from pathlib import Path
 
 from attnbench.budget import Budget
 from attnbench.cell import CellOutcome, CellRecord, CellSpec
-from attnbench.grid import metric_name
-from attnbench.store import Store
+from attnbench.metric_names import grid_metric as metric_name
+from attnbench.store.database import Store
 from tests.harness.test_store import PROVENANCE
 
 # Per mechanism: training FLOPs, KV cache kept (bytes per layer) and the primary metric per seed.

@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from attnbench.cli import main
-from attnbench.site import page_name
-from tests.conftest import make_distribution, run_cli
+from attnbench.views.site import page_name
+from tests.conftest import run_cli
 from tests.harness.faulty_plugins import distribution
 from tests.harness.site_data import populate
 
@@ -199,13 +199,13 @@ def test_a_database_opened_read_only_is_read(tmp_path):
 
 def test_a_database_file_the_user_may_only_read_is_read_read_only(tmp_path, monkeypatch):
     """Root may write anything, so the file's permissions are what `writable` reports here."""
-    import attnbench.store
+    import attnbench.store.database
     from attnbench import results
-    from attnbench.store import Store
+    from attnbench.store.database import Store
 
     db = tmp_path / "r.db"
     populate(db, "m").dispose()
-    monkeypatch.setattr(attnbench.store, "writable", lambda path: False)
+    monkeypatch.setattr(attnbench.store.database, "writable", lambda path: False)
     monkeypatch.setattr(os, "access", lambda path, mode: False)  # and the folder cannot take the WAL index
     store = Store.open(db, create=False)
     assert "mode=ro" in str(store.engine.url) and "immutable=1" in str(store.engine.url)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from attnbench.budget import Budget, BudgetMeter
 from attnbench.errors import ConfigError
-from attnbench.training import NonFiniteLossError, train_under_budget, warmup_cosine
+from attnbench.toolkit.training import NonFiniteLossError, train_under_budget, warmup_cosine
 
 
 @pytest.mark.parametrize("kind,value", [("flops", 0), ("flops", -1), ("steps", 2.5), ("seconds", math.inf),

@@ -12,11 +12,11 @@ from sqlalchemy.exc import IntegrityError
 
 from attnbench.budget import Budget
 from attnbench.cell import CellOutcome, CellRecord, CellSpec
-from attnbench.planning import RunRequest, plan_run
+from attnbench.run.planning import RunRequest, plan_run
 from attnbench.registry import SUITES
-from attnbench.runner import run_plan
-from attnbench.schema import Cell, Claim
-from attnbench.store import Store
+from attnbench.run.runner import run_plan
+from attnbench.store.schema import Cell, Claim
+from attnbench.store.database import Store
 from tests.harness.fake_suite import EchoSuite
 from tests.harness.faulty_plugins import distribution
 from tests.harness.test_concurrency import start_all, wait_all

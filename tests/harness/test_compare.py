@@ -7,8 +7,8 @@ import math
 from attnbench import results
 from attnbench.budget import Budget
 from attnbench.cell import CellOutcome, CellRecord, CellSpec
-from attnbench.compare import compare, difference_interval
-from attnbench.store import Store
+from attnbench.views.compare import compare, difference_interval
+from attnbench.store.database import Store
 from tests.conftest import run_cli
 from tests.harness.test_store import PROVENANCE
 

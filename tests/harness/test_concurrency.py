@@ -10,7 +10,7 @@ from collections import Counter
 
 from sqlalchemy import create_engine, select
 
-from attnbench.schema import Cell, Metric, Run
+from attnbench.store.schema import Cell, Metric, Run
 from tests.conftest import REPO, make_distribution
 from tests.harness.concurrent_writer import METRICS
 

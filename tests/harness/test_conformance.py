@@ -6,8 +6,9 @@ import sqlite3
 
 import pytest
 
-from attnbench.conformance import NonconformingError, check_mechanism, screen_plan
-from attnbench.planning import RunRequest, plan_run
+from attnbench.conformance import check_mechanism
+from attnbench.run.screening import NonconformingError, screen_plan
+from attnbench.run.planning import RunRequest, plan_run
 from attnbench.registry import MECHANISMS
 from attnbench.testing import assert_conforms
 from tests.conftest import make_distribution, run_cli

@@ -6,7 +6,7 @@ import io
 from rich.console import Console
 
 from attnbench.cell import CellRecord
-from attnbench.console import RichReporter
+from attnbench.views.console import RichReporter
 from tests.harness.test_store import spec
 
 
@@ -22,7 +22,7 @@ def test_bracketed_error_text_and_names_print_verbatim():
 
 
 def test_plugin_descriptions_and_errors_in_listings_print_verbatim(monkeypatch):
-    from attnbench import console as console_module
+    from attnbench.views import console as console_module
 
     out = io.StringIO()
     monkeypatch.setattr(console_module, "console", Console(file=out, width=300))

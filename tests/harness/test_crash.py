@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from attnbench.isolation import process_alive, this_process
-from attnbench.planning import RunRequest, plan_run
-from attnbench.runner import mark_crashed_runs, run_plan
-from attnbench.store import Store
+from attnbench.run.isolation import process_alive, this_process
+from attnbench.run.planning import RunRequest, plan_run
+from attnbench.run.runner import mark_crashed_runs, run_plan
+from attnbench.store.database import Store
 from tests.harness.faulty_plugins import distribution
 
 CELLS = 30  # 2 tasks x 15 seeds, 0.1-0.3 s each

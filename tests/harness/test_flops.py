@@ -6,7 +6,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from attnbench.lm import LMConfig, MixerLM, forward_flops, training_step_flops
+from attnbench.toolkit.lm import LMConfig, MixerLM, forward_flops, training_step_flops
 from attnbench.mechanisms import linear, mha, sliding_window
 
 

@@ -10,11 +10,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attnbench import grid, results
+from attnbench.metric_names import grid_metric, parse_grid_metric
+
+from attnbench.views import grid
+
+from attnbench import results
 from attnbench.cell import CellRecord, CellSpec
 from attnbench.budget import Budget
-from attnbench.leaderboard import build
-from attnbench.store import Store
+from attnbench.views.leaderboard import build
+from attnbench.store.database import Store
 from tests.conftest import run_cli
 from tests.harness.site_data import (NEEDLE_DEPTHS, NEEDLE_LENGTHS, needle_mean, needle_scores, populate,
                                      populate_needle, write_needle)
@@ -26,13 +30,13 @@ EVIL = "<script>alert(1)</script>"
 @settings(max_examples=200, deadline=None)
 @given(st.integers(1, 10**7), st.integers(0, 10_000).map(lambda hundredths: hundredths / 100))
 def test_metric_name_round_trips(length, depth):
-    assert grid.parse(grid.metric_name(length, depth)) == (length, depth)
+    assert parse_grid_metric(grid_metric(length, depth)) == (length, depth)
 
 
 @pytest.mark.parametrize("name", ["score", "score_within_train", "grid", "grid/L128", "grid/L128/D", "grid/Lx/D5",
                                   "grid/L128/D5/extra", "xgrid/L128/D5", "grid/D5/L128"])
 def test_other_metrics_are_not_grid_points(name):
-    assert grid.parse(name) is None
+    assert parse_grid_metric(name) is None
     assert grid.grid_columns([name, "grid/L8/D50", 3]) == ["grid/L8/D50"]
 
 

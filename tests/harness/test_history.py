@@ -7,8 +7,8 @@ from attnbench import results
 from attnbench.budget import Budget
 from attnbench.cell import CellOutcome, CellRecord, CellSpec
 from attnbench.errors import UnknownNameError
-from attnbench.history import history, sparkline
-from attnbench.store import Store
+from attnbench.views.history import history, sparkline
+from attnbench.store.database import Store
 from tests.conftest import run_cli
 from tests.harness.test_store import PROVENANCE
 
@@ -42,7 +42,7 @@ def test_history_command(tmp_path):
 
 
 def test_site_draws_the_history_line(tmp_path):
-    from attnbench.site import render_site
+    from attnbench.views.site import render_site
 
     store = populate(tmp_path / "h.db")
     suite_page = render_site(results.load(store), results.load_runs(store), tmp_path / "site")[1].read_text()

@@ -8,11 +8,11 @@ import pytest
 from sqlalchemy import select
 
 from attnbench import results
-from attnbench.isolation import CellLimits, describe_exit, parse_bytes
-from attnbench.planning import RunRequest, plan_run
-from attnbench.runner import run_plan
-from attnbench.schema import Cell
-from attnbench.store import Store
+from attnbench.run.isolation import CellLimits, describe_exit, parse_bytes
+from attnbench.run.planning import RunRequest, plan_run
+from attnbench.run.runner import run_plan
+from attnbench.store.schema import Cell
+from attnbench.store.database import Store
 from tests.conftest import run_cli
 from tests.harness.faulty_plugins import distribution
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from attnbench.leaderboard import build, tables, title
+from attnbench.views.leaderboard import build, tables, title
 
 
 def _cells(suite: str, metric: str, scores: dict[tuple[str, str], float]) -> pd.DataFrame:
@@ -54,7 +54,7 @@ def test_needle_ranks_pretrained_cells_per_model_and_averages_its_tasks():
 
 
 def test_history_follows_the_latest_cells_table_only():
-    from attnbench.history import history
+    from attnbench.views.history import history
 
     cells = _cells("longbench", "score", {("longbench-llama", "dense"): 40.0, ("longbench-qwen", "dense"): 10.0,
                                           ("longbench-qwen", "streaming"): 5.0})

@@ -11,8 +11,8 @@ from sqlalchemy.exc import IntegrityError
 
 from attnbench import results
 from attnbench.errors import StoreError
-from attnbench.schema import SCHEMA_VERSION, Cell, Meta
-from attnbench.store import Store
+from attnbench.store.schema import SCHEMA_VERSION, Cell, Meta
+from attnbench.store.database import Store
 from tests.harness import schema_v1 as v1
 
 NOW = datetime(2026, 11, 29, 12, 0)

@@ -15,12 +15,13 @@ import torch
 from attnbench.budget import Budget
 from attnbench.cell import CellSpec
 from attnbench.errors import ConfigError
-from attnbench.planning import RunRequest, plan_run
-from attnbench.runner import SilentReporter, execute_cell
+from attnbench.run.planning import RunRequest, plan_run
+from attnbench.run.execute import execute_cell
+from attnbench.run.reporting import SilentReporter
 from tests.conftest import make_distribution
 
 ray = pytest.importorskip("ray")
-from attnbench.ray_executor import _connected, run_with_ray  # noqa: E402
+from attnbench.run.ray_executor import _connected, run_with_ray  # noqa: E402
 
 # Counts its attempts in a file (a killed process remembers nothing), sleeps, and kills its own worker process
 # on the attempts listed in its task config. It must only ever run in a Ray worker.

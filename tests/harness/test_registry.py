@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from attnbench.errors import PluginLoadError, UnknownNameError
-from attnbench.listing import list_plugins
+from attnbench.views.listing import list_plugins
 from attnbench.registry import MECHANISM_GROUP, MECHANISMS, Registry, validate_mechanism
 from tests.conftest import make_distribution, run_cli
 

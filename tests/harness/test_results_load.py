@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from attnbench import grid, leaderboard, results
+from attnbench.views import grid, leaderboard
+
+from attnbench import results
 from tests.harness.site_data import populate_needle, populate_realistic
 
 
@@ -30,7 +32,7 @@ def test_grids_are_the_same_from_the_light_load(tmp_path):
 
 
 def test_the_site_is_the_same_from_undecoded_cells(tmp_path):
-    from attnbench.site import render_site
+    from attnbench.views.site import render_site
 
     store = populate_realistic(tmp_path / "r.db", "evil")
     decoded = render_site(results.load(store), results.load_runs(store), tmp_path / "a")

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from attnbench.errors import ConfigError
-from attnbench.run_config import RunConfig, load_run_config, parse_run_config
+from attnbench.run.config import RunConfig, load_run_config, parse_run_config
 
 GOOD = """
 suite = "long-context"

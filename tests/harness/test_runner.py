@@ -5,12 +5,14 @@ import json
 
 import pytest
 
-from attnbench import leaderboard, results
+from attnbench.views import leaderboard
+
+from attnbench import results
 from attnbench.errors import ConfigError, UnknownNameError
-from attnbench.planning import RunRequest, default_jobs, default_profile, groups, plan_run
+from attnbench.run.planning import RunRequest, default_jobs, default_profile, groups, plan_run
 from attnbench.registry import SUITES
-from attnbench.runner import run_plan
-from attnbench.store import Store
+from attnbench.run.runner import run_plan
+from attnbench.store.database import Store
 from tests.harness.fake_suite import EchoSuite
 
 

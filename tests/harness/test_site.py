@@ -4,8 +4,10 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
-from attnbench import grid, results
-from attnbench.site import Point, pareto, render_site
+from attnbench.views import grid
+
+from attnbench import results
+from attnbench.views.site import Point, pareto, render_site
 from tests.conftest import run_cli
 from tests.harness.site_data import NEEDLE_DEPTHS, NEEDLE_LENGTHS, needle_mean, populate, populate_needle
 
@@ -132,7 +134,7 @@ def _reproduce(suite: str, task_config: dict, hparams: dict | None = None) -> li
 
     import pandas as pd
 
-    from attnbench.site import reproduce_command
+    from attnbench.views.site import reproduce_command
 
     cell = pd.Series({"suite": suite, "mechanism": "mha", "profile": "smoke", "budget_value": 1e9,
                       "budget_kind": "flops"})

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from attnbench import results
-from attnbench.site import render_site
+from attnbench.views.site import render_site
 from tests.harness.site_data import NEEDLE_DEPTHS, NEEDLE_LENGTHS, populate_needle, populate_realistic
 
 EVIL = "<script>alert(1)</script>"

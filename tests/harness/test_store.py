@@ -10,13 +10,13 @@ import pytest
 from sqlalchemy import create_engine, event, func, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-import attnbench.store
+import attnbench.store.database
 from attnbench.budget import Budget
 from attnbench.cell import CellOutcome, CellRecord, CellSpec
 from attnbench.errors import StoreError
 from attnbench.results import load, load_metrics, load_runs
-from attnbench.schema import SCHEMA_VERSION, Cell, Metric, Run
-from attnbench.store import Store, resolve_url
+from attnbench.store.schema import SCHEMA_VERSION, Cell, Metric, Run
+from attnbench.store.database import Store, resolve_url
 
 PROVENANCE = dict(command="attnbench run", git_sha="abc", git_dirty=False, host="h", device="cpu",
                   python_version="3", torch_version="2", attnbench_version="0", versions={"torch": "2"})
@@ -130,7 +130,7 @@ def fail_metric_inserts(store: Store, times: int) -> list[int]:
 
 
 def test_a_busy_transaction_is_retried_whole_and_commits_once(store_url, monkeypatch):
-    monkeypatch.setattr(attnbench.store, "RETRY_BASE_S", 0.001)
+    monkeypatch.setattr(attnbench.store.database, "RETRY_BASE_S", 0.001)
     store = Store.open(store_url)
     run = store.start_run(PROVENANCE, "smoke", {})
     failures = fail_metric_inserts(store, times=2)
@@ -142,12 +142,12 @@ def test_a_busy_transaction_is_retried_whole_and_commits_once(store_url, monkeyp
 
 
 def test_a_database_busy_past_every_attempt_is_a_store_error(store_url, monkeypatch):
-    monkeypatch.setattr(attnbench.store, "RETRY_BASE_S", 0.0)
+    monkeypatch.setattr(attnbench.store.database, "RETRY_BASE_S", 0.0)
     store = Store.open(store_url)
     run = store.start_run(PROVENANCE, "smoke", {})
     fail_metric_inserts(store, times=10**6)
     outcome = CellOutcome({"accuracy": 0.5}, budget_used=1.0, flops=1.0, steps=1, params=1)
-    with pytest.raises(StoreError, match=f"stayed busy through {attnbench.store.RETRY_ATTEMPTS} attempts"):
+    with pytest.raises(StoreError, match=f"stayed busy through {attnbench.store.database.RETRY_ATTEMPTS} attempts"):
         store.write_cell(run, CellRecord(spec(0), "done", outcome))
     assert count_rows(store) == (1, 0, 0)
 
@@ -161,8 +161,8 @@ def test_other_errors_are_not_retried_and_are_one_line(store_url):
 
 
 def test_a_writer_waits_for_another_connections_sqlite_lock(tmp_path, monkeypatch):
-    monkeypatch.setattr(attnbench.store, "SQLITE_BUSY_TIMEOUT_S", 0.05)  # so that the wait also needs retries
-    monkeypatch.setattr(attnbench.store, "RETRY_BASE_S", 0.01)
+    monkeypatch.setattr(attnbench.store.database, "SQLITE_BUSY_TIMEOUT_S", 0.05)  # so that the wait also needs retries
+    monkeypatch.setattr(attnbench.store.database, "RETRY_BASE_S", 0.01)
     store = Store.open(tmp_path / "l.db")
     run = store.start_run(PROVENANCE, "smoke", {})
     other = sqlite3.connect(tmp_path / "l.db", isolation_level=None, check_same_thread=False)

@@ -6,11 +6,11 @@ import pytest
 
 from attnbench import results
 from attnbench.errors import ConfigError
-from attnbench.planning import RunRequest, plan_run
+from attnbench.run.planning import RunRequest, plan_run
 from attnbench.registry import SUITES
-from attnbench.runner import run_plan
-from attnbench.store import Store
-from attnbench.transfer import export_file, import_file
+from attnbench.run.runner import run_plan
+from attnbench.store.database import Store
+from attnbench.store.transfer import export_file, import_file
 from tests.conftest import run_cli
 from tests.harness.fake_suite import EchoSuite
 

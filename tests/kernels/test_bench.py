@@ -18,7 +18,7 @@ from attnbench.cli import main  # noqa: E402
 from attnbench.errors import SkipCell  # noqa: E402
 from attnbench.mechanisms.dma import keep_mask  # noqa: E402
 from attnbench.mechanisms.moba import keys_read  # noqa: E402
-from attnbench.planning import RunRequest, plan_run  # noqa: E402
+from attnbench.run.planning import RunRequest, plan_run  # noqa: E402
 from attnbench.registry import MECHANISMS  # noqa: E402
 from attnbench.suites.kernels import SUITE  # noqa: E402
 from attnbench.suites.kernels.device import describe, peak_bf16_tflops  # noqa: E402

@@ -18,11 +18,11 @@ from attnbench.budget import Budget
 from attnbench.cell import CellOutcome
 from attnbench.errors import ConfigError
 from attnbench.kernels import dispatch
-from attnbench.planning import RunRequest, plan_run
+from attnbench.run.planning import RunRequest, plan_run
 from attnbench.registry import MECHANISMS, SUITES
-from attnbench.runner import run_plan
-from attnbench.schema import Cell
-from attnbench.store import Store
+from attnbench.run.runner import run_plan
+from attnbench.store.schema import Cell
+from attnbench.store.database import Store
 from attnbench.suite import Suite, Task
 
 ATOL, RTOL = 5e-5, 1e-4

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from attnbench.planning import cell_hparams
+from attnbench.run.planning import cell_hparams
 from attnbench.registry import MECHANISMS, SUITES
 from attnbench.testing import assert_conforms
 

@@ -9,7 +9,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from attnbench.errors import ConfigError
 from attnbench.mechanisms import gaam
-from attnbench.planning import cell_hparams
+from attnbench.run.planning import cell_hparams
 from attnbench.registry import SUITES
 from attnbench.testing import assert_conforms
 

@@ -106,7 +106,7 @@ def test_odd_lengths_batch_one_and_gradients(length, dtype):
 
 
 def test_smoke_profile_pins_heads_over_mqar_single_head():
-    from attnbench.planning import cell_hparams
+    from attnbench.run.planning import cell_hparams
     from attnbench.registry import SUITES
 
     assert cell_hparams(gqa.SPEC, SUITES.get("mqar"), "smoke", {}) == {"num_heads": 4, "num_kv_heads": 2}

@@ -76,7 +76,7 @@ def test_cache_at_scaled_defaults_against_mha():
 
 def test_smoke_cache_matches_gqa_smoke_and_halves_mha():
     from attnbench.mechanisms import gqa
-    from attnbench.planning import cell_hparams
+    from attnbench.run.planning import cell_hparams
     from attnbench.registry import SUITES
 
     mqar = SUITES.get("mqar")

@@ -8,6 +8,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from attnbench.errors import ConfigError
+from attnbench.kernels.reference import block_centroids
 from attnbench.mechanisms import mha, moba
 from attnbench.testing import assert_conforms
 from tests.mechanisms.leak import assert_no_causal_leak
@@ -87,7 +88,7 @@ def test_past_blocks_are_ranked_by_the_centroid_of_their_keys():
     k[:, :, 12, 0] = 3.0
     chosen = moba.select_blocks(q, k, 4, 2)
     assert chosen[0, 0, 12].tolist() == [True, False, False, True]
-    centroids = moba.block_centroids(k, 4)
+    centroids = block_centroids(k, 4)
     assert centroids[0, 0, :, 0].tolist() == [1.0, -1.0, 0.0, 3.0]
 
 

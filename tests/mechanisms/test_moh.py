@@ -8,7 +8,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from attnbench.errors import ConfigError
 from attnbench.mechanisms import mha, moh
-from attnbench.planning import cell_hparams
+from attnbench.run.planning import cell_hparams
 from attnbench.registry import SUITES
 from attnbench.testing import assert_conforms
 from tests.mechanisms.leak import assert_no_causal_leak

@@ -1,4 +1,4 @@
-"""attnbench.pretrained: load from a checkpoint folder or the local cache only, install a mechanism, greedy text."""
+"""attnbench.toolkit.pretrained: load from a checkpoint folder or the local cache only, install a mechanism, greedy text."""
 from __future__ import annotations
 
 import re
@@ -16,7 +16,7 @@ from transformers import AutoModelForCausalLM
 from attnbench.errors import ConfigError
 from attnbench.mechanism import MechanismSpec
 from attnbench.mechanisms import dense
-from attnbench.pretrained import attention_key, greedy_generate, install, load, require_transformers
+from attnbench.toolkit.pretrained import attention_key, greedy_generate, install, load, require_transformers
 from attnbench.registry import MECHANISMS
 from tests.pretrained.tiny import save_checkpoint
 

@@ -9,7 +9,7 @@ pytest.importorskip("transformers")
 
 from attnbench.errors import ConfigError
 from attnbench.mechanisms import dense, flexprefill
-from attnbench.pretrained import install
+from attnbench.toolkit.pretrained import install
 from attnbench.registry import MECHANISMS
 from tests.pretrained.tiny import qkv, tiny_llama
 

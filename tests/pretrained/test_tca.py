@@ -10,7 +10,7 @@ pytest.importorskip("transformers")
 
 from attnbench.errors import ConfigError
 from attnbench.mechanisms import dense, tca
-from attnbench.pretrained import install
+from attnbench.toolkit.pretrained import install
 from attnbench.registry import MECHANISMS
 from tests.pretrained.tiny import char_tokenizer, qkv, tiny_llama
 

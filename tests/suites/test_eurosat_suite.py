@@ -18,16 +18,17 @@ from attnbench.budget import Budget  # noqa: E402
 from attnbench.errors import ConfigError, UnknownNameError  # noqa: E402
 from attnbench.mechanism import FlopBreakdown, MechanismSpec  # noqa: E402
 from attnbench.mechanisms import mha  # noqa: E402
-from attnbench.planning import RunRequest, plan_run  # noqa: E402
+from attnbench.run.planning import RunRequest, plan_run  # noqa: E402
 from attnbench.registry import MECHANISMS  # noqa: E402
 from attnbench.suite import CellContext  # noqa: E402
 from attnbench.suites.eurosat import SUITE  # noqa: E402
 from attnbench.suites.eurosat.model import (CNN, CNNConfig, ViT, ViTConfig, cnn_forward_flops,  # noqa: E402
                                             vit_forward_flops)
-from attnbench.suites.eurosat.suite import EuroSATTask  # noqa: E402
+from attnbench.suites.eurosat.task import EuroSATTask  # noqa: E402
 from attnbench.suites.eurosat.data import CLASSES  # noqa: E402
 from attnbench.suites.eurosat.synthetic import PATTERNS, generate  # noqa: E402
-from attnbench.suites.eurosat.train import (DihedralAugment, data_key, load_splits, train_and_evaluate,  # noqa: E402
+from attnbench.toolkit.vision import DihedralAugment  # noqa: E402
+from attnbench.suites.eurosat.train import (data_key, load_splits, train_and_evaluate,  # noqa: E402
                                             warm_restarts)
 from tests.conftest import run_cli  # noqa: E402
 

@@ -22,9 +22,9 @@ from sqlalchemy import create_engine, select  # noqa: E402
 from attnbench.cli import main  # noqa: E402
 from attnbench.errors import ConfigError, SkipCell  # noqa: E402
 from attnbench.mechanisms import dense  # noqa: E402
-from attnbench.planning import RunRequest, plan_run  # noqa: E402
+from attnbench.run.planning import RunRequest, plan_run  # noqa: E402
 from attnbench.registry import MECHANISMS  # noqa: E402
-from attnbench.schema import Cell  # noqa: E402
+from attnbench.store.schema import Cell  # noqa: E402
 from attnbench.suite import CellContext  # noqa: E402
 from attnbench.suites.longbench import SUITE  # noqa: E402
 from attnbench.suites.longbench.data import VARIANTS, config_name  # noqa: E402
@@ -172,7 +172,7 @@ def test_lm_eval_calls_the_installed_mechanism_and_scores_longbench_e_buckets(ch
 def test_cli_runs_lm_evals_tasks_into_the_store(checkpoint, folder, tmp_path):
     from lm_eval.tasks.longbench import metrics as lm_eval_metrics
 
-    from attnbench.pretrained import load
+    from attnbench.toolkit.pretrained import load
     from attnbench.results import load as load_results
 
     model, tokenizer = load(str(checkpoint))

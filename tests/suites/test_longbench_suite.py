@@ -16,15 +16,15 @@ pytest.importorskip("fuzzywuzzy")
 from sqlalchemy import create_engine, select  # noqa: E402
 
 from attnbench.errors import ConfigError, SkipCell  # noqa: E402
-from attnbench.planning import RunRequest, plan_run  # noqa: E402
+from attnbench.run.planning import RunRequest, plan_run  # noqa: E402
 from attnbench.registry import MECHANISMS  # noqa: E402
-from attnbench.schema import Cell  # noqa: E402
+from attnbench.store.schema import Cell  # noqa: E402
 from attnbench.suite import CellContext  # noqa: E402
 from attnbench.suites.longbench import SUITE, scorer  # noqa: E402
 from attnbench.suites.longbench.data import DATASETS, load  # noqa: E402
 from attnbench.suites.longbench.prompts import (MAX_NEW_TOKENS, NO_CHAT_DATASETS, PROMPTS,  # noqa: E402
                                                 middle_truncate, postprocess, prompt_ids)
-from attnbench.suites.longbench.suite import ANSWER_ROOM  # noqa: E402
+from attnbench.suites.longbench.task import ANSWER_ROOM  # noqa: E402
 from tests.conftest import run_cli  # noqa: E402
 from tests.suites.longbench_fixture import byte_tokenizer, rows, save_checkpoint, write_data  # noqa: E402
 

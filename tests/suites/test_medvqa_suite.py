@@ -14,12 +14,12 @@ pytest.importorskip("PIL")
 from attnbench.budget import Budget  # noqa: E402
 from attnbench.errors import ConfigError  # noqa: E402
 from attnbench.mechanisms import cross  # noqa: E402
-from attnbench.planning import RunRequest, plan_run  # noqa: E402
+from attnbench.run.planning import RunRequest, plan_run  # noqa: E402
 from attnbench.registry import MECHANISMS  # noqa: E402
 from attnbench.suite import CellContext  # noqa: E402
 from attnbench.suites.medvqa import SUITE  # noqa: E402
 from attnbench.suites.medvqa.model import Batch, ModelConfig, VQAModel, forward_flops  # noqa: E402
-from attnbench.suites.medvqa.suite import MedVQATask, train_questions  # noqa: E402
+from attnbench.suites.medvqa.task import MedVQATask, train_questions  # noqa: E402
 from attnbench.suites.medvqa.train import train_and_evaluate  # noqa: E402
 from tests.conftest import run_cli  # noqa: E402
 from tests.suites.medvqa_fixtures import write_slake, write_vqa_med  # noqa: E402

@@ -7,8 +7,8 @@ import pytest
 
 pytest.importorskip("transformers")
 
-from attnbench.grid import parse  # noqa: E402
-from attnbench.planning import RunRequest, plan_run  # noqa: E402
+from attnbench.metric_names import parse_grid_metric as parse  # noqa: E402
+from attnbench.run.planning import RunRequest, plan_run  # noqa: E402
 from attnbench.registry import MECHANISMS  # noqa: E402
 from attnbench.suite import CellContext  # noqa: E402
 from attnbench.suites.needle import SUITE  # noqa: E402

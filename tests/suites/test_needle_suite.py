@@ -8,16 +8,17 @@ import torch
 
 from attnbench.budget import Budget
 from attnbench.errors import ConfigError
-from attnbench.grid import parse
-from attnbench.lm import IGNORE_INDEX
-from attnbench.planning import RunRequest, plan_run
+from attnbench.metric_names import parse_grid_metric as parse
+from attnbench.toolkit.lm import IGNORE_INDEX
+from attnbench.run.planning import RunRequest, plan_run
 from attnbench.registry import MECHANISMS
 from attnbench.suite import CellContext
 from attnbench.suites.needle import SUITE
 from attnbench.suites.needle.data import NOISE, generate
-from attnbench.suites.needle.scratch import (ANSWER_TOKENS, grid_metrics, shortest_length, train_and_evaluate,
+from attnbench.suites.needle.task import ANSWER_TOKENS
+from attnbench.suites.needle.scratch import (grid_metrics, shortest_length, train_and_evaluate,
                                              training_batch)
-from attnbench.suites.needle.suite import NeedleTask
+from attnbench.suites.needle.task import NeedleTask
 from attnbench.suites.needle.tokenizer import WordTokenizer, default_tokenizer
 
 TINY = NeedleTask("scratch", "niah_single_1", lengths=(128, 160), depths=(0.0, 100.0), samples_per_point=2,

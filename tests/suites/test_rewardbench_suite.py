@@ -13,10 +13,10 @@ pytest.importorskip("transformers")
 
 import torch  # noqa: E402
 from attnbench.errors import ConfigError, SkipCell  # noqa: E402
-from attnbench.planning import RunRequest, plan_run  # noqa: E402
-from attnbench.pretrained import install  # noqa: E402
+from attnbench.run.planning import RunRequest, plan_run  # noqa: E402
+from attnbench.toolkit.pretrained import install  # noqa: E402
 from attnbench.registry import MECHANISMS  # noqa: E402
-from attnbench.schema import Cell  # noqa: E402
+from attnbench.store.schema import Cell  # noqa: E402
 from attnbench.suite import CellContext  # noqa: E402
 from attnbench.suites.rewardbench import SUITE  # noqa: E402
 from attnbench.suites.rewardbench.formatting import JUDGE_SEGMENT, judge_ids  # noqa: E402
@@ -59,7 +59,7 @@ def _conversation(tokenizer, prompt, response=None):
 
 
 def test_cli_stores_subsets_sections_and_every_pair_and_the_leaderboard_shows_sections(classifier, data, tmp_path):
-    from attnbench import leaderboard
+    from attnbench.views import leaderboard
     from attnbench.results import load as load_results
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 

@@ -13,13 +13,13 @@ pytest.importorskip("PIL")
 
 from attnbench.budget import Budget  # noqa: E402
 from attnbench.errors import ConfigError, UnknownNameError  # noqa: E402
-from attnbench.planning import RunRequest, plan_run  # noqa: E402
+from attnbench.run.planning import RunRequest, plan_run  # noqa: E402
 from attnbench.registry import MECHANISMS  # noqa: E402
 from attnbench.suite import CellContext  # noqa: E402
 from attnbench.suites.second import SUITE  # noqa: E402
 from attnbench.suites.second.losses import change_maps, scd_loss, semantic_ce, weighted_bce  # noqa: E402
 from attnbench.suites.second.model import SCDConfig, SCDNet, scd_forward_flops  # noqa: E402
-from attnbench.suites.second.suite import SecondTask  # noqa: E402
+from attnbench.suites.second.task import SecondTask  # noqa: E402
 from attnbench.suites.second.synthetic import generate  # noqa: E402
 from attnbench.suites.second.train import (PairAugment, data_key, load_splits, poly,  # noqa: E402
                                            train_and_evaluate)

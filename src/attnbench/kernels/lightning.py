@@ -121,7 +121,7 @@ def lightning_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slope
 
 def linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_c: int = 64) -> torch.Tensor:
     """Causal elu+1 linear attention with its normaliser, as `linear_attention_chunked` computes it."""
-    from attnbench.mechanisms.linear import EPS, feature_map, with_ones_column
+    from attnbench.kernels.reference import EPS, feature_map, with_ones_column
 
     head_dim = v.shape[-1]
     zero = torch.zeros(q.shape[1], device=q.device)

@@ -47,7 +47,7 @@ def window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: 
 
 def moba_selection(q: torch.Tensor, k: torch.Tensor, block_size: int, top_k: int) -> torch.Tensor:
     """(B, H, L, k) ids of the blocks each query reads (the reference's routing), -1 where it has fewer."""
-    from attnbench.mechanisms.moba import select_blocks
+    from attnbench.kernels.reference import select_blocks
 
     chosen = select_blocks(q, k, block_size, top_k)
     ids = torch.arange(chosen.shape[-1], device=q.device)

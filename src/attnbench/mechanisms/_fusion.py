@@ -11,7 +11,7 @@ import math
 import torch
 from torch import nn
 
-from attnbench.mechanism import FusionMasks
+from attnbench.mechanism import FlopBreakdown, FusionMasks
 from attnbench.mechanisms._common import check_heads
 
 
@@ -92,3 +92,9 @@ def attention_flops(batch: int, q_len: int, kv_len: int, dim: int) -> int:
 def cross_projection_flops(batch: int, q_len: int, kv_len: int, dim: int) -> int:
     """Queries and outputs on the q_len tokens, keys and values on the kv_len tokens."""
     return 2 * linear_flops(batch, q_len, dim, dim) + linear_flops(batch, kv_len, dim, 2 * dim)
+
+
+def cross_attention_flops(batch: int, q_len: int, kv_len: int, dim: int, num_heads: int = 8, **_: object) -> FlopBreakdown:
+    check_heads(dim, num_heads)
+    return FlopBreakdown(attention=attention_flops(batch, q_len, kv_len, dim),
+                         projections=cross_projection_flops(batch, q_len, kv_len, dim))

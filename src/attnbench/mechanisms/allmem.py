@@ -30,7 +30,7 @@ from torch import nn
 from attnbench.errors import ConfigError
 from attnbench.mechanism import CacheCost, FlopBreakdown, MechanismSpec
 from attnbench.mechanisms._common import QKVProjection, check_heads, projection_flops
-from attnbench.mechanisms.titans_mac import memory_read, surprise_sums
+from attnbench.mechanisms._memory import memory_read, surprise_sums
 
 
 def allmem_mask_mod(window: int, chunk_size: int):

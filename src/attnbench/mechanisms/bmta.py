@@ -29,15 +29,15 @@ import torch
 from torch import nn
 
 from attnbench.mechanism import FlopBreakdown, MechanismSpec
-from attnbench.mechanisms import coord, se
+from attnbench.mechanisms._channels import CoordinateAttention, SqueezeExcite, coord_flops, se_flops
 
 
 class BalancedMultiTaskAttention(nn.Module):
     def __init__(self, channels: int, ca_reduction: int = 8, se_reduction: int = 16, min_hidden: int = 1,
                  alpha_logit_init: float = 0.5) -> None:
         super().__init__()
-        self.coord = coord.CoordinateAttention(channels, reduction=ca_reduction, min_hidden=min_hidden)
-        self.se = se.SqueezeExcite(channels, reduction=se_reduction, min_hidden=min_hidden)
+        self.coord = CoordinateAttention(channels, reduction=ca_reduction, min_hidden=min_hidden)
+        self.se = SqueezeExcite(channels, reduction=se_reduction, min_hidden=min_hidden)
         self.alpha_logit = nn.Parameter(torch.tensor(float(alpha_logit_init)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -50,8 +50,8 @@ class BalancedMultiTaskAttention(nn.Module):
 
 def flops(batch: int, channels: int, height: int, width: int, ca_reduction: int = 8, se_reduction: int = 16,
           min_hidden: int = 1, **_: object) -> FlopBreakdown:
-    return (coord.flops(batch, channels, height, width, reduction=ca_reduction, min_hidden=min_hidden)
-            + se.flops(batch, channels, height, width, reduction=se_reduction, min_hidden=min_hidden))
+    return (coord_flops(batch, channels, height, width, reduction=ca_reduction, min_hidden=min_hidden)
+            + se_flops(batch, channels, height, width, reduction=se_reduction, min_hidden=min_hidden))
 
 
 def build(channels: int, **hparams: object) -> BalancedMultiTaskAttention:

@@ -29,7 +29,7 @@ from torch import nn
 
 from attnbench.errors import ConfigError
 from attnbench.mechanism import FlopBreakdown, MechanismSpec
-from attnbench.mechanisms.se import reduced_channels
+from attnbench.mechanisms._common import reduced_channels
 
 
 class ChannelAttention(nn.Module):

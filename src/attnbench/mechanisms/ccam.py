@@ -18,8 +18,7 @@ from torch import nn
 
 from attnbench.errors import ConfigError
 from attnbench.mechanism import FlopBreakdown, FusionMasks, MechanismSpec
-from attnbench.mechanisms import cross
-from attnbench.mechanisms._fusion import CrossProjection, padding
+from attnbench.mechanisms._fusion import CrossProjection, cross_attention_flops, padding
 
 
 def causal_cross_mask(q_len: int, kv_len: int, frames: int | None, device: torch.device | None = None) -> torch.Tensor:
@@ -60,7 +59,7 @@ class CausalCrossAttention(nn.Module):
 
 
 def flops(batch: int, q_len: int, kv_len: int, dim: int, num_heads: int = 8, **_: object) -> FlopBreakdown:
-    return cross.flops(batch, q_len, kv_len, dim, num_heads=num_heads)
+    return cross_attention_flops(batch, q_len, kv_len, dim, num_heads=num_heads)
 
 
 def build(dim: int, **hparams: object) -> CausalCrossAttention:

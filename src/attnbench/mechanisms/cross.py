@@ -10,9 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from attnbench.mechanism import FlopBreakdown, FusionMasks, MechanismSpec
-from attnbench.mechanisms._common import check_heads
-from attnbench.mechanisms._fusion import CrossProjection, attention_flops, cross_projection_flops, padding
+from attnbench.mechanism import FusionMasks, MechanismSpec
+from attnbench.mechanisms._fusion import CrossProjection, cross_attention_flops as flops, padding
 
 
 class CrossAttention(nn.Module):
@@ -23,12 +22,6 @@ class CrossAttention(nn.Module):
     def forward(self, x: torch.Tensor, context: torch.Tensor, masks: FusionMasks | None = None) -> torch.Tensor:
         _, context_mask = padding(masks, x, context)
         return self.attn(x, context, context_mask[:, None, :])
-
-
-def flops(batch: int, q_len: int, kv_len: int, dim: int, num_heads: int = 8, **_: object) -> FlopBreakdown:
-    check_heads(dim, num_heads)
-    return FlopBreakdown(attention=attention_flops(batch, q_len, kv_len, dim),
-                         projections=cross_projection_flops(batch, q_len, kv_len, dim))
 
 
 def build(dim: int, **hparams: object) -> CrossAttention:

@@ -9,32 +9,11 @@ math path: the full Lq x Lk score matrix, causal or not, since the math path mas
 """
 from __future__ import annotations
 
-from attnbench.mechanism import CacheCost, FlopBreakdown, MechanismSpec
-from attnbench.pretrained import require_transformers
+from attnbench.mechanism import MechanismSpec
+from attnbench.mechanisms._pretrained import attention_flops, build_dense as build, dense_cache as cache
+from attnbench.mechanisms._pretrained import dense_flops as flops
 
-
-def attention_flops(batch: int, num_heads: int, q_len: int, keys_per_query: int, head_dim: int) -> int:
-    """Q K^T and the weighted sum of V: two (Lq x Dh) @ (Dh x K) products per head, 2 FLOPs a multiply-add."""
-    return 2 * (2 * batch * num_heads * q_len * keys_per_query * head_dim)
-
-
-def flops(batch: int, seq_len: int, num_heads: int, head_dim: int, causal: bool = True, **_: object) -> FlopBreakdown:
-    """One layer's attention core for a prefill of `seq_len` tokens (projections are the model's, not ours)."""
-    return FlopBreakdown(attention=attention_flops(batch, num_heads, seq_len, seq_len, head_dim))
-
-
-def cache(seq_len: int, num_kv_heads: int, head_dim: int, bytes_per_element: int = 2, **_: object) -> CacheCost:
-    """Every past key and value of every key/value head is kept, and all of it is read per new token."""
-    stored = 2 * seq_len * num_kv_heads * head_dim * bytes_per_element
-    return CacheCost(kv_stored=stored, kv_read_per_token=stored)
-
-
-def build(**_: object):
-    """transformers' SDPA attention function itself: `fn(module, query, key, value, attention_mask, ...)`."""
-    require_transformers()
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
-    return sdpa_attention_forward
+__all__ = ["SPEC", "attention_flops", "build", "cache", "flops"]
 
 
 SPEC = MechanismSpec(

@@ -28,7 +28,7 @@ from attnbench.errors import ConfigError
 from attnbench.kernels.dispatch import use_kernel
 from attnbench.mechanism import CacheCost, FlopBreakdown, MechanismSpec
 from attnbench.mechanisms._common import QKVProjection, check_heads, projection_flops
-from attnbench.mechanisms.linear import EPS, feature_map, with_ones_column
+from attnbench.kernels.reference import EPS, feature_map, with_ones_column
 
 FEATURES = ("silu", "elu1")
 

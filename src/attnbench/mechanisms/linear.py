@@ -16,19 +16,9 @@ from torch import nn
 
 from attnbench.errors import ConfigError
 from attnbench.kernels.dispatch import use_kernel
+from attnbench.kernels.reference import EPS, feature_map, with_ones_column
 from attnbench.mechanism import CacheCost, FlopBreakdown, MechanismSpec
 from attnbench.mechanisms._common import QKVProjection, check_heads, projection_flops
-
-EPS = 1e-6
-
-
-def feature_map(x: torch.Tensor) -> torch.Tensor:
-    return F.elu(x) + 1
-
-
-def with_ones_column(v: torch.Tensor) -> torch.Tensor:
-    return torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)
-
 
 def linear_attention_cumsum(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Causal reference on (B, H, L, d) inputs: explicit per-token state, O(L d^2) memory."""

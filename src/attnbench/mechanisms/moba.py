@@ -25,29 +25,9 @@ from torch import nn
 
 from attnbench.errors import ConfigError
 from attnbench.kernels.dispatch import use_kernel
+from attnbench.kernels.reference import select_blocks
 from attnbench.mechanism import CacheCost, FlopBreakdown, MechanismSpec
 from attnbench.mechanisms._common import QKVProjection, check_heads, projection_flops
-
-
-def block_centroids(k: torch.Tensor, block_size: int) -> torch.Tensor:
-    """(B, H, L, d) keys -> (B, H, ceil(L / Bk), d) mean key of each block (the last may be partial)."""
-    batch, heads, length, head_dim = k.shape
-    n = -(-length // block_size)
-    sums = F.pad(k, (0, 0, 0, n * block_size - length)).view(batch, heads, n, block_size, head_dim).sum(3)
-    counts = (length - torch.arange(n, device=k.device) * block_size).clamp(max=block_size)
-    return sums / counts[:, None].to(k.dtype)
-
-
-def select_blocks(q: torch.Tensor, k: torch.Tensor, block_size: int, top_k: int) -> torch.Tensor:
-    """(B, H, L, n) bool: each query's top-k blocks by q . centroid, its own block always, no future one."""
-    length = q.shape[2]
-    gate = q @ block_centroids(k, block_size).transpose(-1, -2)
-    own = torch.arange(length, device=q.device)[:, None] // block_size
-    block = torch.arange(gate.shape[-1], device=q.device)[None, :]
-    gate = gate.masked_fill(block > own, float("-inf")).masked_fill(block == own, float("inf"))
-    chosen = gate.topk(min(top_k, gate.shape[-1]), dim=-1).indices
-    # A query with fewer than k - 1 past blocks also "picks" -inf future blocks; the last mask drops them.
-    return torch.zeros_like(gate, dtype=torch.bool).scatter(-1, chosen, True) & (block <= own)
 
 
 def token_mask(chosen: torch.Tensor, block_size: int) -> torch.Tensor:

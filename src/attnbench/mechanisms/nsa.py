@@ -29,8 +29,7 @@ from torch import nn
 
 from attnbench.errors import ConfigError
 from attnbench.mechanism import CacheCost, FlopBreakdown, MechanismSpec
-from attnbench.mechanisms._common import QKVProjection, check_heads, projection_flops
-from attnbench.mechanisms.sliding_window import window_mask_mod
+from attnbench.mechanisms._common import QKVProjection, check_heads, projection_flops, window_mask_mod
 
 
 def num_summaries(length: int, compress_block: int, compress_stride: int) -> int:

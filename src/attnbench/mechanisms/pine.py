@@ -40,8 +40,8 @@ import torch
 
 from attnbench.errors import ConfigError
 from attnbench.mechanism import MechanismSpec
-from attnbench.mechanisms.dense import build as build_dense, cache, flops
-from attnbench.mechanisms.flexprefill import allowed_by, call_stats, causal_pairs
+from attnbench.mechanisms._pretrained import allowed_by, build_dense, call_stats, causal_pairs
+from attnbench.mechanisms._pretrained import dense_cache as cache, dense_flops as flops
 
 CHUNK = 512  # queries per step, so that no (query, key) tensor covers the whole prompt
 

@@ -30,8 +30,8 @@ import torch
 
 from attnbench.errors import ConfigError
 from attnbench.mechanism import CacheCost, FlopBreakdown, MechanismSpec
-from attnbench.mechanisms.dense import build as build_dense, cache as dense_cache
-from attnbench.mechanisms.flexprefill import allowed_by, block_sparse_attention, call_stats, causal_pairs
+from attnbench.mechanisms._pretrained import (allowed_by, block_sparse_attention, build_dense, call_stats, causal_pairs,
+                                              dense_cache)
 
 
 def quantize_int4(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -20,37 +20,10 @@ product are elementwise and uncounted.
 """
 from __future__ import annotations
 
-import torch
-from torch import nn
+from attnbench.mechanism import MechanismSpec
+from attnbench.mechanisms._channels import SqueezeExcite, se_flops as flops
 
-from attnbench.errors import ConfigError
-from attnbench.mechanism import FlopBreakdown, MechanismSpec
-
-
-def reduced_channels(channels: int, reduction: int, min_hidden: int) -> int:
-    """The bottleneck width C // r, at least `min_hidden` (shared by se, cbam and coord)."""
-    if channels < 1 or reduction < 1 or min_hidden < 1:
-        raise ConfigError(f"channels={channels}, reduction={reduction} and min_hidden={min_hidden} must be >= 1")
-    return max(channels // reduction, min_hidden)
-
-
-class SqueezeExcite(nn.Module):
-    def __init__(self, channels: int, reduction: int = 16, min_hidden: int = 8) -> None:
-        super().__init__()
-        hidden = reduced_channels(channels, reduction, min_hidden)
-        self.fc1 = nn.Conv2d(channels, hidden, kernel_size=1)
-        self.act = nn.ReLU()
-        self.fc2 = nn.Conv2d(hidden, channels, kernel_size=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = x.mean((2, 3), keepdim=True)
-        return x * torch.sigmoid(self.fc2(self.act(self.fc1(z))))
-
-
-def flops(batch: int, channels: int, height: int, width: int, reduction: int = 16, min_hidden: int = 8,
-          **_: object) -> FlopBreakdown:
-    hidden = reduced_channels(channels, reduction, min_hidden)
-    return FlopBreakdown(attention=2 * (2 * batch * channels * hidden))
+__all__ = ["SPEC", "SqueezeExcite", "build", "flops"]
 
 
 def build(channels: int, **hparams: object) -> SqueezeExcite:

@@ -16,19 +16,7 @@ from torch import nn
 from attnbench.errors import ConfigError
 from attnbench.kernels.dispatch import use_kernel
 from attnbench.mechanism import CacheCost, FlopBreakdown, MechanismSpec
-from attnbench.mechanisms._common import QKVProjection, check_heads, projection_flops
-
-
-def window_mask_mod(window: int, causal: bool):
-    """FlexAttention-style `mask_mod(b, h, q_idx, kv_idx) -> bool`: True where a query may attend."""
-
-    def mask_mod(b, h, q_idx, kv_idx):
-        distance = q_idx - kv_idx
-        if causal:
-            return (distance >= 0) & (distance < window)
-        return distance.abs() < window
-
-    return mask_mod
+from attnbench.mechanisms._common import QKVProjection, check_heads, projection_flops, window_mask_mod
 
 
 class SlidingWindowAttention(nn.Module):

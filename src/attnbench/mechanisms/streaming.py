@@ -22,7 +22,7 @@ import torch
 
 from attnbench.errors import ConfigError
 from attnbench.mechanism import CacheCost, FlopBreakdown, MechanismSpec
-from attnbench.mechanisms.dense import attention_flops, build as build_dense
+from attnbench.mechanisms._pretrained import attention_flops, build_dense
 
 
 def sink_window_mask_mod(num_sinks: int, window: int):

@@ -32,7 +32,7 @@ import torch
 
 from attnbench.errors import ConfigError
 from attnbench.mechanism import CacheCost, FlopBreakdown, MechanismSpec
-from attnbench.mechanisms.flexprefill import allowed_by, call_stats, gathered_attention
+from attnbench.mechanisms._pretrained import allowed_by, call_stats, gathered_attention
 
 
 def window_start(t: torch.Tensor | int, block_size: int, window: int):

@@ -17,7 +17,6 @@ split list) is one ConfigError line that names the file.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import shlex
 import shutil
 import zipfile
@@ -28,6 +27,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from attnbench.errors import ConfigError
+from attnbench.extras import require_vision
 
 CLASSES = ("AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial", "Pasture", "PermanentCrop",
            "Residential", "River", "SeaLake")
@@ -40,14 +40,6 @@ SPLITS = ("train", "val", "test")
 OFFICIAL_SPLIT_SIZES = {"train": 16_200, "val": 5_400, "test": 5_400}
 IMAGE_SIZE = 64
 TIF_DIR = ("ds", "images", "remote_sensing", "otherDatasets", "sentinel_2", "tif")
-
-
-def require_vision(suite: str = "EuroSAT", modules: tuple[str, ...] = ("PIL", "tifffile", "sklearn")) -> None:
-    """A clear error, not an ImportError, when the `vision` extra is not installed."""
-    packages = {"PIL": "pillow", "tifffile": "tifffile", "sklearn": "scikit-learn"}
-    missing = [packages[module] for module in modules if importlib.util.find_spec(module) is None]
-    if missing:
-        raise ConfigError(f"{suite} needs {', '.join(missing)}: pip install 'attnbench[vision]'")
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,12 @@
   (Kaiming normal, fan-out, for convolutions; N(0, 0.01) for the head); a mechanism's own weights
   are left as its spec builds them.
 * `ViT` (for `sequence` mechanisms, built with `causal=False`): a strided-convolution patch
-  embedding, learned position embeddings, the pre-norm blocks of `attnbench.lm` (mechanism, MLP),
+  embedding, learned position embeddings, the pre-norm blocks of `attnbench.toolkit.lm` (mechanism, MLP),
   a final LayerNorm, mean pooling over tokens and a linear head.
 
 FLOPs follow FlopCounterMode: convolutions and matmuls count, a multiply-add is 2, and norms,
 activations, pooling, DropBlock and residual sums do not; the mechanism's share comes from its spec.
-A training step costs three forward passes (backward = twice forward, as `attnbench.lm` counts).
+A training step costs three forward passes (backward = twice forward, as `attnbench.toolkit.lm` counts).
 """
 from __future__ import annotations
 
@@ -25,16 +25,11 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from attnbench.lm import Block, LMConfig
+from attnbench.toolkit.lm import Block, LMConfig
+from attnbench.toolkit.vision import ResidualBlock, conv_out
 from attnbench.mechanism import FlopBreakdown, MechanismSpec
-
-
-def conv_out(size: int, stride: int) -> int:
-    """Output size of a 3x3 convolution with padding 1 (and of a 1x1 one without) at this stride."""
-    return (size - 1) // stride + 1
 
 
 @dataclass(frozen=True)
@@ -61,41 +56,6 @@ class CNNConfig:
                 name = f"stage{stage}" if count == 1 else f"stage{stage}.{index + 1}"
                 yield name, channels, width, step, size, drop
                 channels = width
-
-
-class DropBlock2d(nn.Module):
-    """DropBlock (Ghiasi et al., 2018) as the authors' code writes it: drop square blocks of a feature map."""
-
-    def __init__(self, drop_prob: float, block_size: int = 7) -> None:
-        super().__init__()
-        self.drop_prob, self.block_size = drop_prob, block_size
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.drop_prob == 0:
-            return x
-        gamma = self.drop_prob / self.block_size ** 2
-        seeds = (torch.rand_like(x[:, :1]) < gamma).to(x.dtype)
-        keep = 1 - F.max_pool2d(seeds, self.block_size, stride=1, padding=self.block_size // 2)
-        return x * keep * (keep.numel() / (keep.sum() + 1e-7))
-
-
-class ResidualBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int, mechanism: nn.Module, drop: float, block_size: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.dropblock = DropBlock2d(drop, block_size)
-        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.mechanism = mechanism
-        self.shortcut = nn.Sequential()
-        if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.dropblock(F.relu(self.bn1(self.conv1(x))))
-        out = self.mechanism(self.bn2(self.conv2(out)))
-        return F.relu(out + self.shortcut(x))
 
 
 class CNN(nn.Module):
@@ -164,7 +124,7 @@ class ViTConfig:
         return (self.image_size // self.patch_size) ** 2
 
     def block_config(self) -> LMConfig:
-        # attnbench.lm's blocks read only the width and the MLP settings of an LMConfig.
+        # attnbench.toolkit.lm's blocks read only the width and the MLP settings of an LMConfig.
         return LMConfig(self.num_classes, self.tokens, self.dim, self.depth, mlp=True, mlp_ratio=self.mlp_ratio)
 
 
@@ -181,7 +141,7 @@ class ViT(nn.Module):
         nn.init.normal_(self.position_embeddings, std=0.02)
         for name, module in self.named_modules():
             if isinstance(module, nn.Linear):
-                # As attnbench.lm starts its models (Zoology's): N(0, 0.02), residual outputs scaled down.
+                # As attnbench.toolkit.lm starts its models (Zoology's): N(0, 0.02), residual outputs scaled down.
                 std = 0.02 / math.sqrt(2 * config.depth) if name.endswith(("out_proj", "mlp.2")) else 0.02
                 nn.init.normal_(module.weight, std=std)
                 if module.bias is not None:
@@ -212,18 +172,3 @@ def vit_forward_flops(config: ViTConfig, mechanism: MechanismSpec, hparams: dict
 def _totals(backbone: dict[str, int], mixer: FlopBreakdown) -> dict[str, int]:
     parts = {**backbone, **{f"mechanism_{k}": v for k, v in mixer.as_dict().items()}}
     return {**parts, "total": sum(backbone.values()) + mixer.total}
-
-
-def reported_values(model: nn.Module) -> dict[str, float]:
-    """What the mechanisms report about themselves (e.g. bmta's alpha), per placement and averaged."""
-    values: dict[str, float] = {}
-    collected: dict[str, list[float]] = {}
-    for placement, module in model.mechanisms():
-        report = getattr(module, "reported_values", None)
-        if report is None:
-            continue
-        for key, value in report().items():
-            values[f"{key}/{placement}"] = float(value)
-            collected.setdefault(key, []).append(float(value))
-    values.update({f"{key}/mean": sum(v) / len(v) for key, v in collected.items()})
-    return values

@@ -24,10 +24,11 @@ from attnbench.mechanism import MechanismSpec
 from attnbench.suite import CellContext
 from attnbench.suites.eurosat import data
 from attnbench.suites.eurosat.metrics import classification_metrics, confusion
-from attnbench.suites.eurosat.model import CNN, ViT, cnn_forward_flops, reported_values, vit_forward_flops
-from attnbench.suites.eurosat.suite import EuroSATTask
-from attnbench.suites.mqar.train import EpochSampler
-from attnbench.training import adamw, placed_mechanism_costs, train_under_budget, trained_outcome, warmup_cosine
+from attnbench.suites.eurosat.model import CNN, ViT, cnn_forward_flops, vit_forward_flops
+from attnbench.suites.eurosat.task import EuroSATTask
+from attnbench.toolkit.samplers import PairSampler
+from attnbench.toolkit.vision import DihedralAugment, reported_values
+from attnbench.toolkit.training import adamw, placed_mechanism_costs, train_under_budget, trained_outcome, warmup_cosine
 
 EVAL_BATCH = 512
 
@@ -72,23 +73,6 @@ def load_splits(key: tuple) -> Splits:
     return Splits(images, labels, mean.tolist(), std.tolist())
 
 
-class DihedralAugment:
-    """A random horizontal flip and a random right-angle rotation per image: the square's eight symmetries."""
-
-    def __init__(self, seed: int) -> None:
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        flips = torch.rand(len(x), generator=self.generator) < 0.5
-        turns = torch.randint(0, 4, (len(x),), generator=self.generator)
-        x = torch.where(flips.to(x.device).view(-1, 1, 1, 1), x.flip(-1), x)
-        for k in (1, 2, 3):
-            chosen = (turns == k).nonzero().flatten().to(x.device)
-            if len(chosen):
-                x[chosen] = x[chosen].rot90(k, dims=(-2, -1))
-        return x
-
-
 def warm_restarts(steps_per_epoch: int, first_epochs: float, growth: float) -> Callable[[int, int | None], float]:
     """SGDR's cosine annealing with warm restarts (PyTorch's CosineAnnealingWarmRestarts, T_0 and T_mult
     in epochs, eta_min 0) as an LR multiplier, updated every step."""
@@ -120,7 +104,7 @@ def train_and_evaluate(task: EuroSATTask, mechanism: MechanismSpec, hparams: dic
     torch.manual_seed(seed)
     model = backbone(config, mechanism, hparams).to(device)
     optimizer = adamw(model, task.learning_rate, task.weight_decay)
-    sampler = EpochSampler(train_x, train_y, task.batch_size, seed)
+    sampler = PairSampler(train_x, train_y, task.batch_size, seed)
     augment = DihedralAugment(seed) if task.augment else None
 
     def next_batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -45,7 +45,7 @@ def describe(device: str) -> dict[str, Any]:
     """Name, properties, clocks and bf16 peak of `device` (a CPU gets its name and no peak)."""
     import torch
 
-    from attnbench.provenance import device_name
+    from attnbench.toolkit.devices import device_name
 
     if not device.startswith("cuda"):
         return {"name": device_name(device), "peak_bf16_tflops": None}

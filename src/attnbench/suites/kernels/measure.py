@@ -12,7 +12,7 @@ import torch
 
 from attnbench.cell import CellOutcome, CellSpec
 from attnbench.kernels import dispatch
-from attnbench.store import one_line
+from attnbench.store.database import one_line
 from attnbench.suites.kernels.device import describe
 from attnbench.suites.kernels.metrics import figures
 from attnbench.suites.kernels.timing import Repetitions, measure

@@ -51,7 +51,7 @@ def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, shape: Shape) -> Co
 
 def block_routing(q: torch.Tensor, k: torch.Tensor, block: int, top_k: int) -> torch.Tensor:
     """(B, H, n, n) tiles: each query block's own block and its top-k - 1 past blocks by mean q . mean k."""
-    from attnbench.mechanisms.moba import block_centroids
+    from attnbench.kernels.reference import block_centroids
 
     n = cdiv(q.shape[2], block)
     with torch.no_grad():

@@ -17,9 +17,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from attnbench import official_rows
+from attnbench.toolkit import official_rows
 from attnbench.errors import ConfigError
-from attnbench.official_rows import DataUnavailable, Loaded, check_fields, file_digest
+from attnbench.toolkit.official_rows import DataUnavailable, Loaded, check_fields, file_digest
 
 DATASETS = ("narrativeqa", "qasper", "multifieldqa_en", "multifieldqa_zh", "hotpotqa", "2wikimqa", "musique",
             "dureader", "gov_report", "qmsum", "multi_news", "vcsum", "trec", "triviaqa", "samsum", "lsht",

@@ -1,6 +1,6 @@
 """One LongBench cell through lm-eval (`--backend lm-eval`): lm-eval's own tasks, run by its Hugging Face wrapper.
 
-The model is loaded and the mechanism installed as for the native backend (`attnbench.pretrained`), then handed
+The model is loaded and the mechanism installed as for the native backend (`attnbench.toolkit.pretrained`), then handed
 to lm-eval's HFLM as an instance, one prompt at a time (batch size 1, so no padding changes what a mechanism
 sees). Each selected dataset is one lm-eval evaluation of a task from the cell's task folder (`lm_eval_tasks`),
 so progress is reported per dataset. HFLM cuts a long prompt to its last `length - max_gen_toks` tokens; its
@@ -25,7 +25,7 @@ from attnbench.suites.longbench.data import Loaded, config_name
 from attnbench.suites.longbench.lm_eval_tasks import VARIANT_NOTE, metric_version, write_task
 from attnbench.suites.longbench.metrics import bucket_scores, overall_scores
 from attnbench.suites.longbench.prompts import MAX_NEW_TOKENS
-from attnbench.suites.longbench.suite import LongBenchTask
+from attnbench.suites.longbench.task import LongBenchTask
 
 RESULT_KEY = "score,none"  # lm-eval's `score` metric under its default (no) filter
 
@@ -86,8 +86,8 @@ def evaluate_lm_eval(task: LongBenchTask, data: dict[str, Loaded], mechanism: Me
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
-    from attnbench.prefill_costs import inference_outcome
-    from attnbench.pretrained import install, load
+    from attnbench.toolkit.prefill_costs import inference_outcome
+    from attnbench.toolkit.pretrained import install, load
 
     model, tokenizer = load(str(task.model), dtype=task.dtype, device=ctx.device)
     key = install(model, mechanism, hparams)

@@ -12,13 +12,13 @@ from typing import Any
 
 from attnbench.cell import CellOutcome
 from attnbench.mechanism import MechanismSpec
-from attnbench.prefill_costs import inference_outcome
+from attnbench.toolkit.prefill_costs import inference_outcome
 from attnbench.suite import CellContext
 from attnbench.suites.longbench.data import Loaded, config_name
 from attnbench.suites.longbench.metrics import (DATASET2METRIC, bucket_scores, dataset_score, example_score,
                                                 metric_version, overall_scores)
 from attnbench.suites.longbench.prompts import MAX_NEW_TOKENS, STOP_AT_NEWLINE_DATASETS, prompt_ids
-from attnbench.suites.longbench.suite import LongBenchTask
+from attnbench.suites.longbench.task import LongBenchTask
 
 
 def generate(model: Any, tokenizer: Any, ids: list[int], max_new_tokens: int, stop_at_newline: bool = False) -> str:
@@ -43,7 +43,7 @@ def generate(model: Any, tokenizer: Any, ids: list[int], max_new_tokens: int, st
 
 def evaluate_pretrained(task: LongBenchTask, data: dict[str, Loaded], mechanism: MechanismSpec,
                         hparams: dict[str, Any], ctx: CellContext) -> CellOutcome:
-    from attnbench.pretrained import install, load
+    from attnbench.toolkit.pretrained import install, load
 
     model, tokenizer = load(str(task.model), dtype=task.dtype, device=ctx.device)
     install(model, mechanism, hparams)

@@ -19,7 +19,12 @@ from torch import nn
 
 from attnbench.mechanism import FusionMasks, MechanismSpec
 from attnbench.mechanisms import cross
-from attnbench.mechanisms._fusion import masked_mean
+
+
+def mean_over_tokens(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, L, D) averaged over the real tokens of each example -> (B, D); an example with none gives zeros."""
+    weights = mask.to(x.dtype).unsqueeze(-1)
+    return (x * weights).sum(1) / weights.sum(1).clamp(min=1)
 
 
 @dataclass(frozen=True)
@@ -87,7 +92,7 @@ class VQAModel(nn.Module):
             x = block(x, None, mask)
         for block in self.fusion_blocks:
             x = block(x, context, mask)
-        return self.head(self.head_norm(masked_mean(x, mask)))
+        return self.head(self.head_norm(mean_over_tokens(x, mask)))
 
 
 def forward_flops(config: ModelConfig, mechanism: MechanismSpec, hparams: dict[str, Any], batch: int) -> dict[str, int]:

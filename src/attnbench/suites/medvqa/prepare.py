@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from attnbench.suites.medvqa.records import Example, MedVQAData, decode_image
-from attnbench.suites.medvqa.suite import MedVQATask
+from attnbench.suites.medvqa.task import MedVQATask
 from attnbench.suites.medvqa.text import AnswerClasses, Vocabulary
 
 

@@ -13,27 +13,11 @@ from attnbench.suite import CellContext
 from attnbench.suites.medvqa.metrics import closed_open_accuracy, vqa_med_metrics
 from attnbench.suites.medvqa.model import Batch, VQAModel, forward_flops
 from attnbench.suites.medvqa.prepare import Split, data_key, prepare
-from attnbench.suites.medvqa.suite import MedVQATask
-from attnbench.training import adamw, placed_mechanism_costs, train_under_budget, trained_outcome
+from attnbench.suites.medvqa.task import MedVQATask
+from attnbench.toolkit.samplers import EpochSampler
+from attnbench.toolkit.training import adamw, placed_mechanism_costs, train_under_budget, trained_outcome
 
 EVAL_BATCH = 256
-
-
-class EpochSampler:
-    """Full batches of training questions, reshuffled every epoch with the cell's seed (the last partial
-    batch of an epoch is left out, so every step costs what the budget counts)."""
-
-    def __init__(self, usable: torch.Tensor, batch_size: int, seed: int) -> None:
-        self.usable, self.batch_size = usable, batch_size
-        self.per_epoch = max(1, len(usable) // batch_size)
-        self.generator = torch.Generator().manual_seed(seed)
-        self.order = usable
-
-    def __call__(self, step: int) -> torch.Tensor:
-        if step % self.per_epoch == 0:
-            self.order = self.usable[torch.randperm(len(self.usable), generator=self.generator)]
-        start = (step % self.per_epoch) * self.batch_size
-        return self.order[start:start + self.batch_size]
 
 
 def _batch(split: Split, index: torch.Tensor, device: torch.device) -> Batch:
@@ -67,7 +51,7 @@ def train_and_evaluate(task: MedVQATask, mechanism: MechanismSpec, hparams: dict
     model = VQAModel(config, mechanism, hparams).to(device)
     optimizer = adamw(model, task.learning_rate, task.weight_decay)
     usable = (train.targets >= 0).nonzero().flatten()
-    sampler = EpochSampler(usable, task.batch_size, seed)
+    sampler = EpochSampler(usable, task.batch_size, seed, partial_ok=True)
 
     def next_batch(step: int) -> tuple[Batch, torch.Tensor]:
         index = sampler(step)

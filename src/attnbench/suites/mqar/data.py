@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from attnbench.errors import ConfigError
+from attnbench.toolkit.lm import IGNORE_INDEX
 
-IGNORE_INDEX = -100
 MAX_SEED = 2**32 - 1  # numpy's RandomState accepts seeds in [0, 2**32)
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import torch
 
-IGNORE_INDEX = -100
+from attnbench.toolkit.lm import IGNORE_INDEX
+
 
 
 def per_example_accuracy(preds: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:

@@ -8,82 +8,12 @@ Zoology's 64 epochs). Torch is imported only when a cell runs, so listing suites
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from attnbench.budget import Budget
 from attnbench.cell import CellOutcome, CellSpec
-from attnbench.errors import ConfigError
-from attnbench.suite import CellContext, Suite, Task, task_of
-
-PAPER_LRS = (1e-4, 4.641588833612782e-4, 2.1544346900318822e-3, 1e-2)  # numpy.logspace(-4, -2, 4)
-PAPER_EPOCHS = 64
-TEST_SEED_OFFSET = 2**31  # Zoology draws test seeds from [2^31, 2^32), apart from training seeds
-
-
-@dataclass(frozen=True)
-class MQARTask:
-    vocab_size: int
-    seq_len: int
-    num_kv_pairs: int
-    d_model: int
-    num_train: int
-    num_test: int
-    batch_size: int
-    learning_rates: tuple[float, ...]
-    n_layers: int = 2
-    mlp: bool = False
-    weight_decay: float = 0.1
-    power_a: float = 0.01
-    random_non_queries: bool = False
-    epochs_for_default_budget: float = PAPER_EPOCHS
-
-    @property
-    def label(self) -> str:
-        return f"V{self.vocab_size}-L{self.seq_len}-kv{self.num_kv_pairs}-d{self.d_model}"
-
-    def as_task(self) -> Task:
-        return task_of(self.label, self)
-
-    def validate(self) -> None:
-        """Fail at planning time, not mid-run, on a task that cannot exist."""
-        from attnbench.suites.mqar.data import multiquery_ar
-
-        for name in ("d_model", "n_layers", "num_train", "num_test", "batch_size"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ConfigError(f"MQAR {name}={getattr(self, name)!r} must be a positive integer")
-        if self.batch_size > self.num_train:
-            raise ConfigError(f"MQAR batch_size={self.batch_size} exceeds num_train={self.num_train}")
-        if not self.learning_rates or any(not isinstance(lr, (int, float)) or lr <= 0 for lr in self.learning_rates):
-            raise ConfigError(f"MQAR learning_rates={list(self.learning_rates)!r} must be positive numbers")
-        multiquery_ar(self.vocab_size, 1, self.seq_len, seed=0, power_a=self.power_a,
-                      num_kv_pairs=self.num_kv_pairs, random_non_queries=self.random_non_queries)
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> MQARTask:
-        values = dict(config)
-        rates = values.get("learning_rates", ())
-        values["learning_rates"] = tuple(rates) if isinstance(rates, (list, tuple)) else (rates,)
-        return cls(**values)
-
-
-def _paper_batch_size(seq_len: int) -> int:
-    return {1024: 64, 512: 128, 256: 256}.get(seq_len, 512)
-
-
-SMOKE_TASKS = (
-    MQARTask(vocab_size=128, seq_len=32, num_kv_pairs=4, d_model=64, num_train=20_000, num_test=1_000,
-             batch_size=32, learning_rates=(1e-3,), epochs_for_default_budget=8),
-)
-PAPER_TASKS = tuple(
-    MQARTask(vocab_size=8192, seq_len=length, num_kv_pairs=pairs, d_model=width, num_train=100_000,
-             num_test=3_000, batch_size=_paper_batch_size(length), learning_rates=PAPER_LRS)
-    for length, pairs in ((64, 4), (128, 8), (256, 16))
-    for width in (64, 128, 256, 512)
-)
-
-
-TASKS = {"smoke": SMOKE_TASKS, "paper": PAPER_TASKS}
+from attnbench.suite import CellContext, Suite, Task
+from attnbench.suites.mqar.task import TASKS, MQARTask
 
 
 class MQARSuite(Suite):
@@ -93,20 +23,9 @@ class MQARSuite(Suite):
     groups = ("long-context", "smoke")
     primary_metric = "accuracy"
     higher_is_better = True
-    profiles = tuple(TASKS)
     version = "1"
-
-    def tasks(self, profile: str) -> list[Task]:
-        self.check_profile(profile)
-        return [task.as_task() for task in TASKS[profile]]
-
-    def make_task(self, config: Any, label: str) -> Task:
-        try:
-            task = MQARTask.from_config(dict(config))
-        except TypeError as exc:
-            raise ConfigError(f"MQAR task settings: {exc}")
-        task.validate()
-        return task.as_task()
+    settings_class = MQARTask
+    profile_tasks = TASKS
 
     def mechanism_overrides(self, profile: str) -> dict[str, Any]:
         return {"num_heads": 1}  # Zoology's attention baseline is single-head
@@ -117,9 +36,9 @@ class MQARSuite(Suite):
     def default_budget(self, profile: str, task: Task) -> Budget:
         """What dense attention spends training `epochs_for_default_budget` epochs of this task."""
         from attnbench.mechanisms.mha import SPEC as MHA
-        from attnbench.lm import LMConfig, training_step_flops
+        from attnbench.toolkit.lm import LMConfig, training_step_flops
 
-        spec = MQARTask.from_config(dict(task.config))
+        spec = self.task_settings(task.config)
         config = LMConfig(spec.vocab_size, spec.seq_len, spec.d_model, spec.n_layers, spec.mlp)
         per_example = training_step_flops(config, MHA, MHA.hparams(profile, {"num_heads": 1}), batch=1)
         return Budget("flops", float(per_example * spec.num_train * spec.epochs_for_default_budget))
@@ -127,5 +46,5 @@ class MQARSuite(Suite):
     def run_cell(self, cell: CellSpec, mechanism: Any, ctx: CellContext) -> CellOutcome:
         from attnbench.suites.mqar.train import train_and_evaluate
 
-        task = MQARTask.from_config(dict(cell.task_config))
+        task = self.task_settings(cell.task_config)
         return train_and_evaluate(task, mechanism, dict(cell.hparams), cell.budget, cell.seed, ctx)

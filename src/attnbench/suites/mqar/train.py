@@ -7,33 +7,14 @@ import torch
 
 from attnbench.budget import Budget
 from attnbench.cell import CellOutcome
-from attnbench.lm import IGNORE_INDEX, LMConfig, MixerLM, forward_flops, layer_costs, lm_loss, training_step_flops
+from attnbench.toolkit.lm import IGNORE_INDEX, LMConfig, MixerLM, forward_flops, layer_costs, lm_loss, training_step_flops
 from attnbench.mechanism import MechanismSpec
 from attnbench.suite import CellContext
 from attnbench.suites.mqar.data import multiquery_ar
 from attnbench.suites.mqar.metrics import accuracy
-from attnbench.suites.mqar.suite import TEST_SEED_OFFSET, MQARTask
-from attnbench.training import adamw, train_under_budget
-
-
-class EpochSampler:
-    """Full batches in a fresh seeded order each epoch; the last partial batch is dropped so every
-    step costs the same FLOPs."""
-
-    def __init__(self, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int) -> None:
-        if batch_size > len(inputs):
-            raise ValueError(f"batch_size {batch_size} exceeds the {len(inputs)} training examples")
-        self.inputs, self.labels, self.batch_size = inputs, labels, batch_size
-        self.per_epoch = len(inputs) // batch_size
-        self.generator = torch.Generator().manual_seed(seed)
-        self.order = torch.empty(0, dtype=torch.long)
-
-    def __call__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        position = step % self.per_epoch
-        if position == 0:
-            self.order = torch.randperm(len(self.inputs), generator=self.generator).to(self.inputs.device)
-        index = self.order[position * self.batch_size:(position + 1) * self.batch_size]
-        return self.inputs[index], self.labels[index]
+from attnbench.suites.mqar.task import TEST_SEED_OFFSET, MQARTask
+from attnbench.toolkit.samplers import PairSampler
+from attnbench.toolkit.training import adamw, train_under_budget
 
 
 @torch.no_grad()
@@ -62,7 +43,7 @@ def train_and_evaluate(task: MQARTask, mechanism: MechanismSpec, hparams: dict[s
         model = MixerLM(config, mechanism, hparams).to(device)
         optimizer = adamw(model, lr, task.weight_decay)
         result = train_under_budget(
-            model, EpochSampler(train_x, train_y, task.batch_size, seed), lm_loss, optimizer, budget,
+            model, PairSampler(train_x, train_y, task.batch_size, seed), lm_loss, optimizer, budget,
             flops_per_step=step_flops, tokens_per_step=task.batch_size * task.seq_len,
             on_step=lambda step, planned, index=index: ctx.on_step(
                 index * (planned or 0) + step, planned and planned * len(task.learning_rates)),

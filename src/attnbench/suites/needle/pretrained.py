@@ -17,8 +17,8 @@ from attnbench.suite import CellContext
 from attnbench.suites.needle.data import generate
 from attnbench.suites.needle.metrics import postprocess_pred, string_match_all
 from attnbench.suites.needle.scratch import EVAL_SEED_OFFSET, grid_metrics
-from attnbench.pretrained import model_shape
-from attnbench.suites.needle.suite import NeedleTask
+from attnbench.toolkit.pretrained import model_shape
+from attnbench.suites.needle.task import NeedleTask
 
 
 def inference_costs(mechanism: MechanismSpec, hparams: dict[str, Any], model: Any, length: int) -> dict[str, float]:
@@ -37,7 +37,7 @@ def inference_costs(mechanism: MechanismSpec, hparams: dict[str, Any], model: An
 
 def evaluate_pretrained(task: NeedleTask, mechanism: MechanismSpec, hparams: dict[str, Any], budget: Budget,
                         seed: int, ctx: CellContext) -> CellOutcome:
-    from attnbench.pretrained import greedy_generate, install, load
+    from attnbench.toolkit.pretrained import greedy_generate, install, load
 
     model, tokenizer = load(str(task.model), dtype=task.dtype, device=ctx.device)
     install(model, mechanism, hparams)

@@ -3,7 +3,7 @@ needles back greedily over a (context length x depth) grid, lengths beyond train
 
 Training examples are RULER NIAH examples at the training length with needles at random depths;
 the loss is on the answer only (the value and its full stop). The backbone has no position
-embeddings and a short causal convolution per block (`attnbench.lm`), so nothing but the mechanism
+embeddings and a short causal convolution per block (`attnbench.toolkit.lm`), so nothing but the mechanism
 decides whether retrieval survives longer contexts. Every batch is padded to the training length,
 so every step costs the same FLOPs.
 """
@@ -16,25 +16,18 @@ import torch
 
 from attnbench.budget import Budget
 from attnbench.cell import CellOutcome
-from attnbench.grid import metric_name
-from attnbench.lm import IGNORE_INDEX, LMConfig, MixerLM, forward_flops, layer_costs, lm_loss, training_step_flops
+from attnbench.metric_names import grid_metric as metric_name
+from attnbench.toolkit.lm import IGNORE_INDEX, LMConfig, MixerLM, forward_flops, layer_costs, lm_loss, training_step_flops
 from attnbench.mechanism import MechanismSpec
 from attnbench.suite import CellContext
 from attnbench.suites.needle.data import NeedleRecord, generate
 from attnbench.suites.needle.metrics import postprocess_pred, string_match_all
-from attnbench.suites.needle.suite import NeedleTask
+from attnbench.suites.needle.task import ANSWER_TOKENS, NeedleTask
 from attnbench.suites.needle.tokenizer import WordTokenizer, default_tokenizer
-from attnbench.training import adamw, train_under_budget, trained_outcome
+from attnbench.toolkit.training import adamw, train_under_budget, trained_outcome
 
-ANSWER_TOKENS = 8  # seven digits and a full stop
 LENGTH_GROUPS = 4  # lengths drawn per training batch
 EVAL_SEED_OFFSET = 2**31  # evaluation examples never share a seed with training batches
-
-
-def check_fits(task: NeedleTask, length: int) -> None:
-    """A clear error for a length too short for the prompt with no haystack plus the answer."""
-    generate(task.niah_task, count_tokens=default_tokenizer(), max_seq_length=length, num_samples=1, seed=0,
-             tokens_to_generate=ANSWER_TOKENS)
 
 
 def model_config(task: NeedleTask, vocab_size: int) -> LMConfig:

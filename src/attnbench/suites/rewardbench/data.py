@@ -20,9 +20,9 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-from attnbench import official_rows
+from attnbench.toolkit import official_rows
 from attnbench.errors import ConfigError
-from attnbench.official_rows import DataUnavailable, Loaded, check_fields, file_digest
+from attnbench.toolkit.official_rows import DataUnavailable, Loaded, check_fields, file_digest
 from attnbench.suites.rewardbench.sections import SUBSETS
 
 HUB_ID = "allenai/reward-bench"

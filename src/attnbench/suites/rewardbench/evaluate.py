@@ -12,14 +12,14 @@ from typing import Any
 from attnbench.cell import CellOutcome
 from attnbench.errors import ConfigError
 from attnbench.mechanism import MechanismSpec
-from attnbench.prefill_costs import inference_outcome
-from attnbench.pretrained import install, load
+from attnbench.toolkit.prefill_costs import inference_outcome
+from attnbench.toolkit.pretrained import install, load
 from attnbench.suite import CellContext
 from attnbench.suites.rewardbench.data import Loaded, first_rows
 from attnbench.suites.rewardbench.rewards import ClassifierReward, ImplicitReward, JudgeReward
 from attnbench.suites.rewardbench.scoring import cell_metrics, metric_version, pair_result, subset_accuracy
 from attnbench.suites.rewardbench.smoke import RANDOM_MODEL, random_model
-from attnbench.suites.rewardbench.suite import RewardBenchTask
+from attnbench.suites.rewardbench.task import RewardBenchTask
 
 
 def load_model(ref: str, task: RewardBenchTask, device: str, role: str = "model") -> tuple[Any, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Iterable, Mapping
 
 from attnbench.errors import ConfigError
+from attnbench.metric_names import section_metric
 from attnbench.suites.rewardbench.sections import SECTIONS, SUBSETS, WEIGHTS
 
 SOURCE = "allenai/reward-bench@05a9005"
@@ -67,7 +68,7 @@ def metric_version() -> str:
 def cell_metrics(accuracy: Mapping[str, float]) -> dict[str, float]:
     """A cell's metrics in percent: `score` and `section/<name>` under the current weights, the same under the
     older table as `2024-09-10-before/<name>` (never averaged with the current ones), and `subset/<name>`."""
-    metrics = {SCORE if name == SCORE else f"section/{name}": 100 * value
+    metrics = {SCORE if name == SCORE else section_metric(name): 100 * value
                for name, value in section_scores(accuracy, "current").items()}
     metrics.update({f"2024-09-10-before/{name}": 100 * value
                     for name, value in section_scores(accuracy, "2024-09-10-before").items()})

@@ -238,7 +238,7 @@ class PairSet:
 
 def load_split(root: str | Path, layout: str, split: str, encoding: str) -> PairSet:
     """Decode every pair of a split; sizes are checked first, so a mismatch is named, not a numpy error."""
-    from attnbench.suites.eurosat.data import require_vision
+    from attnbench.extras import require_vision
 
     require_vision("SECOND", ("PIL",))
     pairs = list_pairs(root, layout, split, encoding)

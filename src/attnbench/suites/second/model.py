@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attnbench.mechanism import FlopBreakdown, MechanismSpec
-from attnbench.suites.eurosat.model import ResidualBlock, conv_out
+from attnbench.toolkit.vision import ResidualBlock, conv_out
 
 NUM_CLASSES = 7
 STEM_STRIDE = 2

@@ -20,16 +20,15 @@ from attnbench.budget import Budget
 from attnbench.cell import CellOutcome
 from attnbench.mechanism import MechanismSpec
 from attnbench.suite import CellContext
-from attnbench.suites.eurosat.data import require_vision
-from attnbench.suites.eurosat.model import reported_values
-from attnbench.suites.eurosat.train import DihedralAugment
-from attnbench.suites.mqar.train import EpochSampler
+from attnbench.extras import require_vision
 from attnbench.suites.second import data
 from attnbench.suites.second.losses import change_maps, scd_loss
 from attnbench.suites.second.metrics import histogram, scd_scores
 from attnbench.suites.second.model import SCDNet, scd_forward_flops
-from attnbench.suites.second.suite import SecondTask
-from attnbench.training import adamw, placed_mechanism_costs, train_under_budget, trained_outcome, warmup_cosine
+from attnbench.suites.second.task import SecondTask
+from attnbench.toolkit.samplers import PairSampler
+from attnbench.toolkit.vision import DihedralAugment, reported_values
+from attnbench.toolkit.training import adamw, placed_mechanism_costs, train_under_budget, trained_outcome, warmup_cosine
 
 EVAL_BATCH = 16
 
@@ -138,7 +137,7 @@ def train_and_evaluate(task: SecondTask, mechanism: MechanismSpec, hparams: dict
     model = SCDNet(config, mechanism, hparams).to(device)
     optimizer = optimizer_for(task, model)
     train_images, train_labels = splits.images["train"], splits.labels["train"]
-    sampler = EpochSampler(train_images, train_labels, task.batch_size, seed)
+    sampler = PairSampler(train_images, train_labels, task.batch_size, seed)
     augment = PairAugment(seed) if task.augment else None
 
     def next_batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
