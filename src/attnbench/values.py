@@ -8,6 +8,7 @@ A default of None leaves the type open (the mechanism or suite checks it) but no
 from __future__ import annotations
 
 import math
+from numbers import Integral, Real
 from typing import Any
 
 
@@ -52,13 +53,13 @@ def check_like(default: Any, value: Any, what: str) -> None:
 # ---------------------------------------------------------------- the checks suites' settings make
 
 def is_number(value: Any) -> bool:
-    """A real number (not a bool, which Python counts as an int)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A real number, numpy's included (not a bool, which Python counts as an int)."""
+    return isinstance(value, Real) and not isinstance(value, bool)
 
 
 def is_whole(value: Any, least: int | None = None) -> bool:
-    """A whole number (not a bool), at least `least` when given."""
-    return isinstance(value, int) and not isinstance(value, bool) and (least is None or value >= least)
+    """A whole number, numpy's included (not a bool), at least `least` when given."""
+    return isinstance(value, Integral) and not isinstance(value, bool) and (least is None or value >= least)
 
 
 def check_whole(what: str, value: Any, least: int = 1) -> None:
@@ -66,8 +67,7 @@ def check_whole(what: str, value: Any, least: int = 1) -> None:
     from attnbench.errors import ConfigError
 
     if not is_whole(value, least):
-        expected = "a positive integer" if least == 1 else f"an integer >= {least}"
-        raise ConfigError(f"{what}={value!r} must be {expected}")
+        raise ConfigError(f"{what}={value!r} must be an integer >= {least}")
 
 
 def check_one_of(what: str, value: Any, allowed: tuple[str, ...]) -> None:

@@ -338,7 +338,7 @@ def test_gkamradt_rule_properties(context, depth):
     (dict(depths=math.nan), "outside 0-100"),
     (dict(depths=[10, 20]), "hides 1 needles but 2 depths"),
     (dict(max_seq_length=60), "max_seq_length 60 is below what niah_single_1 needs"),
-    (dict(max_seq_length=0), "max_seq_length must be an integer >= 1"),
+    (dict(max_seq_length=0), "max_seq_length=0 must be an integer >= 1"),
     (dict(count_tokens=42), "count_tokens must be"),
     (dict(count_tokens=lambda text: "many"), "count_tokens returned str"),
     (dict(task="niah_single_2"), "needs an essay haystack"),
@@ -352,7 +352,7 @@ def test_bad_input_raises_config_error(kwargs, message):
 def test_bad_custom_task_and_gkamradt_depth():
     with pytest.raises(ConfigError, match="type_haystack 'book'"):
         NiahTask("custom", "book", "words", "numbers")
-    with pytest.raises(ConfigError, match="num_needle_v must be a positive integer"):
+    with pytest.raises(ConfigError, match="num_needle_v=0 must be an integer >= 1"):
         NiahTask("custom", "noise", "words", "numbers", num_needle_v=0)
     with pytest.raises(ConfigError, match="depth_percent 101 is outside 0-100"):
         insert_needle_gkamradt([0], [1], 101, [0])

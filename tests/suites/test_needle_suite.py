@@ -109,7 +109,7 @@ def test_a_model_path_that_does_not_exist_is_refused(tmp_path):
     ({"depths": [150]}, "outside 0-100"),
     ({"lengths": [40]}, "below what niah_single_1 needs"),
     ({"niah_task": "niah_single_2"}, "noise or needle haystack"),
-    ({"samples_per_point": 0}, "positive integer"),
+    ({"samples_per_point": 0}, "samples_per_point=0 must be an integer >= 1"),
     ({"bogus": 1}, "no task setting 'bogus'"),
 ])
 def test_bad_settings_fail_at_planning(settings, message):

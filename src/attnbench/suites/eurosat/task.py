@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from attnbench.errors import ConfigError
 from attnbench.suite import TaskSettings
-from attnbench.values import check_one_of, check_whole, is_number
+from attnbench.values import check_one_of, check_whole, is_number, is_whole
 
 BACKBONES = {"cnn": "feature_map", "vit": "sequence"}
 DATA = ("synthetic", "eurosat")
@@ -137,12 +137,11 @@ class EuroSATTask(TaskSettings):
 
     def _validate_synthetic(self) -> None:
         counts = self.synthetic_per_class
-        if (not isinstance(counts, tuple) or len(counts) != 3 or any(not isinstance(c, int) or isinstance(c, bool)
-                                                                     or c < 0 for c in counts)
+        if (not isinstance(counts, tuple) or len(counts) != 3 or any(not is_whole(c, 0) for c in counts)
                 or counts[0] < 1 or counts[2] < 1):
             raise ConfigError(f"EuroSAT synthetic_per_class={counts!r} must be three image counts per class "
                               f"(train, val, test), train and test at least 1")
-        if not isinstance(self.data_seed, int) or isinstance(self.data_seed, bool):
+        if not is_whole(self.data_seed):
             raise ConfigError(f"EuroSAT data_seed={self.data_seed!r} must be an integer")
         if self.batch_size > NUM_CLASSES * counts[0]:
             raise ConfigError(f"EuroSAT batch_size={self.batch_size} exceeds the {NUM_CLASSES * counts[0]} "
@@ -154,7 +153,7 @@ class EuroSATTask(TaskSettings):
         data.list_files(data.layout(self.root, self.bands))
         if self.split == "random":
             data.check_ratios(self.split_ratios)
-            if not isinstance(self.split_seed, int) or isinstance(self.split_seed, bool):
+            if not is_whole(self.split_seed):
                 raise ConfigError(f"EuroSAT split_seed={self.split_seed!r} must be an integer")
         else:
             for split in data.SPLITS:

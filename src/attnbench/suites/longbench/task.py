@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
 from attnbench.errors import ConfigError
+from attnbench.values import check_whole
 from attnbench.suite import BACKENDS, Task, TaskSettings
 from attnbench.suites.longbench import lm_eval_tasks
 from attnbench.suites.longbench.data import SIZES, VARIANTS, config_name, load_folder
@@ -79,9 +80,8 @@ class LongBenchTask(TaskSettings):
         if self.datasets and len(set(self.datasets)) != len(self.datasets):
             raise ConfigError(f"longbench datasets {list(self.datasets)} names a dataset twice")
         for name, least in (("max_examples", 1), ("max_length", 2)):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
-                raise ConfigError(f"longbench {name}={value!r} must be an integer >= {least} (or None)")
+            if getattr(self, name) is not None:
+                check_whole(f"longbench {name}", getattr(self, name), least)
         if self.dtype not in DTYPES:
             raise ConfigError(f"longbench dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
         if self.chat_template not in (None, True, False):

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from attnbench.errors import ConfigError
 from attnbench.suite import TaskSettings
-from attnbench.values import check_one_of, is_number
+from attnbench.values import check_one_of, check_whole, is_number, is_whole
 
 DATA = ("synthetic", "vqa-rad", "vqa-rad-mevf", "slake", "vqa-med-2019")
 LANGUAGES = ("en", "zh", "all")
@@ -73,9 +73,7 @@ class MedVQATask(TaskSettings):
         if not isinstance(self.lenient, bool):
             raise ConfigError(f"Med-VQA lenient={self.lenient!r} must be True or False")
         for name in INTS:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"Med-VQA {name}={value!r} must be a positive integer")
+            check_whole(f"Med-VQA {name}", getattr(self, name))
         if self.image_size % self.patch_size:
             raise ConfigError(f"Med-VQA patch_size={self.patch_size} must divide image_size={self.image_size}")
         if self.dim % self.text_heads:
@@ -91,11 +89,11 @@ class MedVQATask(TaskSettings):
                                   "vqa-rad-mevf, slake, vqa-med-2019)")
             counts = self.synthetic_images
             if (not isinstance(counts, tuple) or len(counts) != 3
-                    or any(isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in counts)
+                    or any(not is_whole(c, 0) for c in counts)
                     or counts[0] < 1 or counts[2] < 1):
                 raise ConfigError(f"Med-VQA synthetic_images={counts!r} must be three image counts (train, val, "
                                   f"test), train and test at least 1")
-            if not isinstance(self.data_seed, int) or isinstance(self.data_seed, bool):
+            if not is_whole(self.data_seed):
                 raise ConfigError(f"Med-VQA data_seed={self.data_seed!r} must be an integer")
         if self.root is not None and not isinstance(self.root, str):
             raise ConfigError(f"Med-VQA root={self.root!r} must be a folder path")

@@ -9,20 +9,15 @@ read or changed, and an impossible configuration raises a one-line `ConfigError`
 from __future__ import annotations
 
 import math
-from numbers import Integral, Real
 
 import numpy as np
 import torch
 
 from attnbench.errors import ConfigError
+from attnbench.values import check_whole, is_number, is_whole
 from attnbench.toolkit.lm import IGNORE_INDEX
 
 MAX_SEED = 2**32 - 1  # numpy's RandomState accepts seeds in [0, 2**32)
-
-
-def _positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
-        raise ConfigError(f"MQAR {name}={value!r} must be a positive integer")
 
 
 def check_config(vocab_size: int, num_examples: int, input_seq_len: int, power_a: float, num_kv_pairs: int,
@@ -38,10 +33,10 @@ def check_config(vocab_size: int, num_examples: int, input_seq_len: int, power_a
     """
     for name, value in (("vocab_size", vocab_size), ("num_examples", num_examples),
                         ("input_seq_len", input_seq_len), ("num_kv_pairs", num_kv_pairs)):
-        _positive_int(name, value)
-    if isinstance(seed, bool) or not isinstance(seed, Integral) or not 0 <= seed <= MAX_SEED:
+        check_whole(f"MQAR {name}", value)
+    if not is_whole(seed, 0) or seed > MAX_SEED:
         raise ConfigError(f"MQAR seed={seed!r} must be an integer in [0, 2**32)")
-    if isinstance(power_a, bool) or not isinstance(power_a, Real) or not (power_a > 0 and math.isfinite(power_a)):
+    if not is_number(power_a) or not (power_a > 0 and math.isfinite(power_a)):
         raise ConfigError(f"MQAR power_a={power_a!r} must be a finite number > 0")
     if input_seq_len % 2:
         raise ConfigError(f"MQAR input_seq_len={input_seq_len} must be even")

@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from attnbench.errors import ConfigError
+from attnbench.values import check_whole
 
 NEEDLE = "One of the special magic {type_needle_v} for {key} is: {value}."
 NOISE = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
@@ -77,9 +78,7 @@ class NiahTask:
             if kind not in NEEDLE_TYPES:
                 raise ConfigError(f"{self.name}: {field} {kind!r} is not one of {', '.join(NEEDLE_TYPES)}")
         for field in ("num_needle_k", "num_needle_v", "num_needle_q"):
-            value = getattr(self, field)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{self.name}: {field} must be a positive integer, got {value!r}")
+            check_whole(f"{self.name}: {field}", getattr(self, field))
 
     @property
     def num_keys(self) -> int:
@@ -406,8 +405,7 @@ def generate(task: str | NiahTask, *, count_tokens: Any, max_seq_length: int, nu
     count = _token_counter(count_tokens)
     for name, value, least in (("max_seq_length", max_seq_length, 1), ("tokens_to_generate", tokens_to_generate, 0),
                                ("num_samples", num_samples, 0)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < least:
-            raise ConfigError(f"{name} must be an integer >= {least}, got {value!r}")
+        check_whole(name, value, least)
     fixed_depths = _resolve_depths(depths, task)
     if fixed_depths is None and task.type_haystack == "essay" and task.num_needles > len(DEPTHS):
         raise ConfigError(f"{task.name} hides {task.num_needles} needles, more than the {len(DEPTHS)} depths")

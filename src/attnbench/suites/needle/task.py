@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
 from attnbench.errors import ConfigError
+from attnbench.values import check_whole, is_whole
 from attnbench.suite import Task, TaskSettings
 
 
@@ -79,10 +80,8 @@ class NeedleTask(TaskSettings):
                                               "train_steps_for_default_budget"] if self.mode == "scratch"
                                              else ["tokens_to_generate"])
         for name in positive:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"needle {name}={value!r} must be a positive integer")
-        if not self.lengths or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in self.lengths):
+            check_whole(f"needle {name}", getattr(self, name))
+        if not self.lengths or any(not is_whole(n, 1) for n in self.lengths):
             raise ConfigError(f"needle lengths={list(self.lengths)!r} must be positive token counts")
         if not self.depths:
             raise ConfigError("needle depths must name at least one depth (percent, 0-100)")

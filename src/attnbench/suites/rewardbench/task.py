@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
 from attnbench.errors import ConfigError
+from attnbench.values import check_whole
 from attnbench.suite import Task, TaskSettings
 from attnbench.suites.rewardbench.rewards import REF_FREE_NORMS
 from attnbench.suites.rewardbench.scoring import metric_version
@@ -65,11 +66,8 @@ class RewardBenchTask(TaskSettings):
             raise ConfigError(f"rewardbench ref_free_norm {self.ref_free_norm!r} is not one of "
                               f"{', '.join(REF_FREE_NORMS)}")
         for name, least in (("max_examples", 1), ("max_length", 8)):
-            value = getattr(self, name)
-            if (value is not None or name == "max_length") and (
-                    isinstance(value, bool) or not isinstance(value, int) or value < least):
-                raise ConfigError(f"rewardbench {name}={value!r} must be an integer >= {least}"
-                                  + (" (or None)" if name == "max_examples" else ""))
+            if getattr(self, name) is not None or name == "max_length":
+                check_whole(f"rewardbench {name}", getattr(self, name), least)
         if self.dtype not in DTYPES:
             raise ConfigError(f"rewardbench dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
         if self.chat_template not in (None, True, False):

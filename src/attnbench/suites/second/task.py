@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from attnbench.errors import ConfigError
 from attnbench.suite import TaskSettings
-from attnbench.values import check_one_of, check_whole, is_number
+from attnbench.values import check_one_of, check_whole, is_number, is_whole
 
 DATA = ("synthetic", "second")
 LOSSES = ("ce", "ce_dice")
@@ -116,11 +116,10 @@ class SecondTask(TaskSettings):
                 raise ConfigError(f"SECOND {name}={getattr(self, name)!r} must be true or false")
         if self.data == "synthetic":
             pairs = self.synthetic_pairs
-            if (not isinstance(pairs, tuple) or len(pairs) != 2 or any(isinstance(c, bool) or not isinstance(c, int)
-                                                                       or c < 1 for c in pairs)):
+            if not isinstance(pairs, tuple) or len(pairs) != 2 or any(not is_whole(c, 1) for c in pairs):
                 raise ConfigError(f"SECOND synthetic_pairs={pairs!r} must be two pair counts (train, val), "
                                   f"each at least 1")
-            if isinstance(self.data_seed, bool) or not isinstance(self.data_seed, int):
+            if not is_whole(self.data_seed):
                 raise ConfigError(f"SECOND data_seed={self.data_seed!r} must be an integer")
         elif self.root is None:
             return
