@@ -20,6 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 # module can import triton; on the CPU the mechanisms still run their references unless ATTNBENCH_KERNELS=on.
 os.environ["TRITON_INTERPRET"] = "1"
 
+from tests.support.pretrained_fixtures import module  # noqa: E402,F401  (the pretrained-kind tests' attention layer)
+
 
 def make_distribution(site: Path, name: str, modules: dict[str, str], mechanisms: dict[str, str] = (),
                       suites: dict[str, str] = ()) -> Path:
