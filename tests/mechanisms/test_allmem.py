@@ -12,8 +12,6 @@ from attnbench.errors import ConfigError
 from attnbench.mechanisms import allmem, sliding_window
 from attnbench.mechanisms.allmem import allmem_mask_mod, windowed_attention
 from attnbench.mechanisms.titans_mac import memory_read
-from attnbench.testing import assert_conforms
-from tests.mechanisms.leak import assert_no_causal_leak
 
 TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-5}
 
@@ -119,13 +117,6 @@ def test_the_memory_holds_only_what_left_the_window():
             assert not torch.allclose(module.recall(q, 0 * k, v, theta, 4)[:, :, t], base[:, :, t])
 
 
-def test_no_causal_leak():
-    torch.manual_seed(1)
-    module = allmem.build(16, num_heads=2, window=3, chunk_size=4).double()
-    x = torch.randn(1, 19, 16, dtype=torch.float64)
-    assert_no_causal_leak(module, x, rtol=1e-9, atol=1e-9)
-
-
 def test_every_parameter_learns_the_step_size_included():
     torch.manual_seed(3)
     module = allmem.build(16, num_heads=2, window=4, chunk_size=4)
@@ -183,7 +174,3 @@ def test_cache_is_the_window_band_and_the_memory():
 def test_impossible_hyperparameters_are_config_errors(bad, name):
     with pytest.raises(ConfigError, match=name):
         allmem.build(16, **bad)
-
-
-def test_conforms():
-    assert_conforms(allmem.SPEC)

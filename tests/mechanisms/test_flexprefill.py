@@ -9,8 +9,8 @@ pytest.importorskip("transformers")
 
 from attnbench.errors import ConfigError
 from attnbench.mechanisms import dense, flexprefill
-from attnbench.toolkit.pretrained import install
 from attnbench.registry import MECHANISMS
+from attnbench.toolkit.pretrained import install
 from tests.support.tiny import qkv, tiny_llama
 
 TOL = dict(rtol=1e-5, atol=1e-5)  # float32; the block-sparse softmax sums in another order than SDPA

@@ -126,21 +126,6 @@ BUILT_INS = [(cross, {}), (coguided, {}), (mutual, {}), (mutual, {"mask": "causa
 
 
 @pytest.mark.parametrize("module,hparams", BUILT_INS, ids=lambda v: getattr(v, "__name__", str(v)).split(".")[-1])
-def test_padding_is_invisible_real_outputs_equal_those_of_the_unpadded_example(module, hparams):
-    # The suite right-pads every question to max_question_tokens: a real word's output must not depend on how
-    # much padding follows (ccam once counted padded queries in its causal order, so a short question's real
-    # words never read the later part of the image).
-    built = _built(module, **hparams)
-    x, context = _tokens(2, 9, D), _tokens(2, 12, D, seed=1)
-    x_mask = torch.tensor([[True] * 9, [True] * 4 + [False] * 5])
-    context_mask = torch.tensor([[True] * 12, [True] * 7 + [False] * 5])
-    with torch.no_grad():
-        padded = built(x, context, FusionMasks(x_mask, context_mask))
-        alone = built(x[1:, :4], context[1:, :7])
-    assert torch.allclose(padded[1, :4], alone[0], atol=1e-12)
-
-
-@pytest.mark.parametrize("module,hparams", BUILT_INS, ids=lambda v: getattr(v, "__name__", str(v)).split(".")[-1])
 def test_fully_masked_rows_give_finite_outputs_and_gradients(module, hparams):
     built = _built(module, **hparams)
     for x_real, context_real in (((True, False), (True, True)), ((True, True), (True, False)),

@@ -10,8 +10,8 @@ pytest.importorskip("transformers")
 
 from attnbench.errors import ConfigError
 from attnbench.mechanisms import dense, pine
-from attnbench.toolkit.pretrained import install
 from attnbench.registry import MECHANISMS
+from attnbench.toolkit.pretrained import install
 from tests.support.tiny import qkv, tiny_llama
 
 TOL = dict(rtol=1e-5, atol=1e-5)  # float32 logits; re-positioning turns each query once more
@@ -19,7 +19,10 @@ TOL = dict(rtol=1e-5, atol=1e-5)  # float32 logits; re-positioning turns each qu
 
 def rope(x: torch.Tensor, positions: torch.Tensor, config) -> torch.Tensor:
     """transformers' own RoPE of x (..., L, Dh) at the given positions."""
-    from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding, rotate_half
+    from transformers.models.llama.modeling_llama import (
+        LlamaRotaryEmbedding,
+        rotate_half,
+    )
 
     cos, sin = LlamaRotaryEmbedding(config)(x.float(), positions[None])
     return x * cos[0].to(x.dtype) + rotate_half(x) * sin[0].to(x.dtype)

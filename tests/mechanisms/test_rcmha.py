@@ -68,16 +68,6 @@ def test_scores_are_transformer_xl_relative_scores(causal, max_distance):
     torch.testing.assert_close(module(x), expected, rtol=1e-10, atol=1e-10)
 
 
-def test_no_causal_leak():
-    torch.manual_seed(0)
-    module = rcmha.build(16, num_heads=2, kernel_size=3, max_distance=4).double()
-    x = torch.randn(1, 12, 16, dtype=torch.float64)
-    base = module(x)
-    for t in range(11):
-        changed = torch.cat([x[:, : t + 1], torch.randn(1, 11 - t, 16, dtype=torch.float64)], dim=1)
-        torch.testing.assert_close(module(changed)[:, : t + 1], base[:, : t + 1], rtol=1e-12, atol=1e-12)
-
-
 def test_bidirectional_convolution_sees_the_next_token():
     torch.manual_seed(0)
     module = rcmha.build(8, num_heads=1, causal=False)
@@ -114,18 +104,6 @@ def test_cache_is_full_kv_plus_the_convolution_window():
     assert (cost.kv_stored, cost.kv_read_per_token) == (dense.kv_stored, dense.kv_read_per_token)
     assert cost.state == 3 * 2 * 256 * 2  # q, k and v inputs of the last K - 1 = 2 tokens
     assert rcmha.cache(100, 256, kernel_size=1).state == 0
-
-
-@pytest.mark.parametrize("length", [1, 5, 33])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_odd_lengths_batch_one_and_gradients(length, dtype):
-    module = rcmha.build(24, num_heads=3, max_distance=8).to(dtype)
-    x = torch.randn(1, length, 24, dtype=dtype)
-    out = module(x)
-    assert out.shape == x.shape and out.dtype == dtype
-    out.square().sum().backward()
-    if length > 1:  # one key gets all the weight whatever its score, so scores have no gradient at L = 1
-        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
 
 
 @pytest.mark.parametrize("name,value", [("kernel_size", 0), ("max_distance", 0)])

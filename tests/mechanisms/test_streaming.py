@@ -10,8 +10,8 @@ pytest.importorskip("transformers")
 from attnbench.errors import ConfigError
 from attnbench.mechanism import FlopBreakdown
 from attnbench.mechanisms import dense, streaming
-from attnbench.toolkit.pretrained import install
 from attnbench.registry import MECHANISMS
+from attnbench.toolkit.pretrained import install
 from tests.support.tiny import qkv, tiny_llama
 
 TOL = dict(rtol=1e-5, atol=1e-5)
