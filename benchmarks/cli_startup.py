@@ -4,6 +4,7 @@
 
 Prints the median and min over repeats, with `python -c pass` as the interpreter's floor.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,7 +28,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args()
-    executable = shutil.which("attnbench") or sys.exit("attnbench is not on PATH; pip install -e . first")
+    executable = shutil.which("attnbench") or sys.exit(
+        "attnbench is not on PATH; pip install -e . first"
+    )
     commands = {
         "python -c pass": [sys.executable, "-c", "pass"],
         "attnbench --help": [executable, "--help"],
@@ -36,7 +39,10 @@ def main() -> None:
     }
     for label, command in commands.items():
         samples = timed(command, args.repeats)
-        print(f"{label:32s} median {statistics.median(samples) * 1000:7.1f} ms   min {min(samples) * 1000:7.1f} ms")
+        print(
+            f"{label:32s} median {statistics.median(samples) * 1000:7.1f} ms   min"
+            f" {min(samples) * 1000:7.1f} ms"
+        )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Per-cell cost of `--isolate`: the same trivial cells run the default way and each in a fresh process.
+"""Per-cell cost of `--isolate`: the same trivial cells run the default way and each in a fresh
+process.
 
     python benchmarks/isolation_overhead.py [--cells 30] [--rounds 3] [--jobs 1]
 
@@ -9,6 +10,7 @@ ways, alternating, so that machine drift hits both; the forkserver's one-time st
 apart. With `--jobs 1` the default way is this process; with more, a pool of reused workers.
 Prints ms/cell, medians over rounds, and the difference.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,7 +36,9 @@ def timed(plan, store, jobs: int, isolate: bool) -> float:
     summary = run_plan(plan, store, jobs=jobs, isolate=isolate)
     elapsed = time.perf_counter() - started
     if summary.count("done") != len(plan.cells):
-        raise SystemExit(f"cells failed: {[r.error for r in summary.records if r.status != 'done'][:1]}")
+        raise SystemExit(
+            f"cells failed: {[r.error for r in summary.records if r.status != 'done'][:1]}"
+        )
     return elapsed / len(plan.cells)
 
 
@@ -52,13 +56,25 @@ def main() -> None:
         store = Store.open(Path(scratch) / "bench.db")
         plans = {
             "noop": plan_run(RunRequest(NAME, ("mha",), seeds=args.cells), device="cpu"),
-            "mqar 1 step": plan_run(RunRequest("mqar", ("mha",), seeds=args.cells, budget_value=1, budget_kind="steps",
-                                               task_settings={"num_train": 64, "num_test": 16}), device="cpu"),
+            "mqar 1 step": plan_run(
+                RunRequest(
+                    "mqar",
+                    ("mha",),
+                    seeds=args.cells,
+                    budget_value=1,
+                    budget_kind="steps",
+                    task_settings={"num_train": 64, "num_test": 16},
+                ),
+                device="cpu",
+            ),
         }
         started = time.perf_counter()
         warm = plan_run(RunRequest(NAME, ("mha",), seeds=1), device="cpu")
         timed(warm, store, 1, isolate=True)
-        print(f"forkserver start (once per run, torch imported there): {time.perf_counter() - started:.2f} s")
+        print(
+            "forkserver start (once per run, torch imported there):"
+            f" {time.perf_counter() - started:.2f} s"
+        )
         for name, plan in plans.items():
             timed(plan, store, args.jobs, isolate=False)  # warm-up: imports, first training step
             default, isolated = [], []
@@ -66,8 +82,11 @@ def main() -> None:
                 default.append(timed(plan, store, args.jobs, isolate=False))
                 isolated.append(timed(plan, store, args.jobs, isolate=True))
             d, i = statistics.median(default), statistics.median(isolated)
-            print(f"{name:12s} {len(plan.cells)} cells, jobs {args.jobs}: default {d * 1000:7.1f} ms/cell   "
-                  f"--isolate {i * 1000:7.1f} ms/cell   overhead {(i - d) * 1000:+7.1f} ms/cell")
+            print(
+                f"{name:12s} {len(plan.cells)} cells, jobs {args.jobs}: default {d * 1000:7.1f}"
+                f" ms/cell   --isolate {i * 1000:7.1f} ms/cell   overhead {(i - d) * 1000:+7.1f}"
+                " ms/cell"
+            )
 
 
 if __name__ == "__main__":

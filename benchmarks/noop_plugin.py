@@ -1,16 +1,18 @@
-"""A suite that does no work, installed as a plug-in in a folder: what remains of a run is the executor's cost.
+"""A suite that does no work, installed as a plug-in in a folder: what remains of a run is the
+executor's cost.
 
-Shared by `isolation_overhead.py` and `ray_overhead.py`. It is written as an installed-looking distribution
-(dist-info with an entry point), so worker processes that have the folder on their path (sys.path, or
-PYTHONPATH for spawned and Ray workers) find it exactly as they find any plug-in.
+Shared by `isolation_overhead.py` and `ray_overhead.py`. It is written as an installed-looking
+distribution (dist-info with an entry point), so worker processes that have the folder on their path
+(sys.path, or PYTHONPATH for spawned and Ray workers) find it exactly as they find any plug-in.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
 NAME = "noop"
 
-SOURCE = '''
+SOURCE = """
 from attnbench.budget import Budget
 from attnbench.cell import CellOutcome
 from attnbench.suite import Suite, Task
@@ -29,11 +31,13 @@ class NoopSuite(Suite):
         return Budget("steps", 1)
 
     def run_cell(self, cell, mechanism, ctx):
-        return CellOutcome(metrics={"score": float(cell.seed)}, budget_used=1, flops=0, steps=0, params=0)
+        return CellOutcome(
+            metrics={"score": float(cell.seed)}, budget_used=1, flops=0, steps=0, params=0
+        )
 
 
 SUITE = NoopSuite()
-'''
+"""
 
 
 def install_noop_suite(site: Path) -> None:

@@ -1,21 +1,24 @@
-"""Prefill time and peak memory of the pretrained-kind mechanisms against `dense`, on CPU, as the prompt grows.
+"""Prefill time and peak memory of the pretrained-kind mechanisms against `dense`, on CPU, as the
+prompt grows.
 
-    python benchmarks/prefill_scaling.py [--lengths 4096 16384 32768] [--mechanism dense --mechanism sale ...]
+    python benchmarks/prefill_scaling.py [--lengths 4096 16384 32768] [--mechanism dense --mechanism
+    sale ...]
                                          [--threads 1] [--max-seconds 300] [--markdown FILE]
 
-A small random Llama (hidden 256, 2 layers, 4 query and 4 key/value heads of 64, vocabulary 1000) reads
-one prompt of random tokens in one forward pass without a cache, with each mechanism installed at its
-paper defaults (the `paper` profile). `pine` is given 8 equal segments covering the middle half of the
-prompt (without segments it is `dense`). Every (mechanism, length) point runs in a fresh Python
-process, so no allocator cache or earlier point hides memory. Time is one prefill after a warm-up on
-a 256-token prompt; memory is the peak resident set size during that prefill above the level before
-it. `density` is the fraction of causal (query, key) pairs the last layer computed (`last_stats`).
-A mechanism slower than `--max-seconds` at one length is not run at longer ones.
+A small random Llama (hidden 256, 2 layers, 4 query and 4 key/value heads of 64, vocabulary 1000)
+reads one prompt of random tokens in one forward pass without a cache, with each mechanism installed
+at its paper defaults (the `paper` profile). `pine` is given 8 equal segments covering the middle
+half of the prompt (without segments it is `dense`). Every (mechanism, length) point runs in a fresh
+Python process, so no allocator cache or earlier point hides memory. Time is one prefill after a
+warm-up on a 256-token prompt; memory is the peak resident set size during that prefill above the
+level before it. `density` is the fraction of causal (query, key) pairs the last layer computed
+(`last_stats`). A mechanism slower than `--max-seconds` at one length is not run at longer ones.
 
 These are the PyTorch references on a CPU: the sparse prefills gather their blocks in Python loops,
 and SALE's 4-bit estimate is emulated in floating point (it costs a dense Q K^T here), so the table
 shows how work and memory scale, not the speed of the official kernels.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,9 +30,9 @@ import time
 
 import torch
 
+from attnbench.registry import MECHANISMS
 from attnbench.run.memory import PeakMemory
 from attnbench.toolkit.pretrained import install
-from attnbench.registry import MECHANISMS
 
 NAMES = ("dense", "flexprefill", "tca", "sale", "pine")
 
@@ -37,8 +40,15 @@ NAMES = ("dense", "flexprefill", "tca", "sale", "pine")
 def small_llama(max_length: int):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig(vocab_size=1000, hidden_size=256, intermediate_size=512, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=max_length)
+    config = LlamaConfig(
+        vocab_size=1000,
+        hidden_size=256,
+        intermediate_size=512,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=max_length,
+    )
     torch.manual_seed(0)
     model = LlamaForCausalLM(config).eval()
     model.set_attn_implementation("sdpa")
@@ -103,12 +113,19 @@ def main() -> None:
         for length in args.lengths:
             point = measure_in_fresh_process(name, length, args.threads)
             results[name][length] = point
-            print(f"{name:12s} L={length:6d}  {point['seconds']:8.2f} s  peak +{point['peak_bytes'] / 2**20:8.1f} MiB"
-                  f"  density {point['density']:.3f}", flush=True)
+            print(
+                f"{name:12s} L={length:6d}  {point['seconds']:8.2f} s  peak"
+                f" +{point['peak_bytes'] / 2**20:8.1f} MiB  density {point['density']:.3f}",
+                flush=True,
+            )
             if point["seconds"] > args.max_seconds:
                 break
     base = results.get("dense", {})
-    header = "| mechanism | " + " | ".join(f"L={n}: s (x dense) | MiB | density" for n in args.lengths) + " |"
+    header = (
+        "| mechanism | "
+        + " | ".join(f"L={n}: s (x dense) | MiB | density" for n in args.lengths)
+        + " |"
+    )
     lines = [header, "|" + "---|" * (1 + 3 * len(args.lengths))]
     for name, by_length in results.items():
         cells = []
@@ -117,12 +134,20 @@ def main() -> None:
                 cells += ["not run"] * 3
                 continue
             point = by_length[length]
-            ratio = f" ({point['seconds'] / base[length]['seconds']:.2f}x)" if length in base else ""
-            cells += [f"{point['seconds']:.2f}{ratio}", f"{point['peak_bytes'] / 2**20:.0f}", f"{point['density']:.3f}"]
+            ratio = (
+                f" ({point['seconds'] / base[length]['seconds']:.2f}x)" if length in base else ""
+            )
+            cells += [
+                f"{point['seconds']:.2f}{ratio}",
+                f"{point['peak_bytes'] / 2**20:.0f}",
+                f"{point['density']:.3f}",
+            ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     table = "\n".join(lines)
-    print(f"\nrandom Llama (hidden 256, 2 layers, 4 heads), paper defaults, {args.threads} thread(s), "
-          "one prefill without a cache, one process per point\n")
+    print(
+        f"\nrandom Llama (hidden 256, 2 layers, 4 heads), paper defaults, {args.threads} thread(s),"
+        " one prefill without a cache, one process per point\n"
+    )
     print(table)
     if args.markdown:
         with open(args.markdown, "w") as out:

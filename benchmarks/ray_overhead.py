@@ -2,14 +2,15 @@
 
     python benchmarks/ray_overhead.py [--cells 1000] [--rounds 3]
 
-Both executors run one worker per CPU core, each run in a fresh process as one `attnbench run` is, and
-every record is timed as it reaches this process (the writer). Printed per executor: the start (until
-the first record: the local pool's interpreters importing torch, or Ray's local instance and workers),
-the cost per cell once running (first to last record, over the cells between: what a cell costs at full
-parallelism), and the end (the pool's or Ray's shutdown). Rounds alternate the executors so that machine
-drift hits both; medians are printed. The no-op suite is a plug-in written to a temporary folder that
-every worker imports.
+Both executors run one worker per CPU core, each run in a fresh process as one `attnbench run` is,
+and every record is timed as it reaches this process (the writer). Printed per executor: the start
+(until the first record: the local pool's interpreters importing torch, or Ray's local instance and
+workers), the cost per cell once running (first to last record, over the cells between: what a cell
+costs at full parallelism), and the end (the pool's or Ray's shutdown). Rounds alternate the
+executors so that machine drift hits both; medians are printed. The no-op suite is a plug-in written
+to a temporary folder that every worker imports.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,11 @@ from attnbench.run.ray_executor import run_with_ray
 from attnbench.run.reporting import SilentReporter
 from noop_plugin import NAME, install_noop_suite
 
+
 def cells(n: int) -> list[CellSpec]:
-    return [CellSpec(NAME, "mha", "smoke", "t", {}, {}, Budget("steps", 1), seed) for seed in range(n)]
+    return [
+        CellSpec(NAME, "mha", "smoke", "t", {}, {}, Budget("steps", 1), seed) for seed in range(n)
+    ]
 
 
 def measure(executor: str, n: int) -> tuple[float, float, float]:
@@ -45,18 +49,27 @@ def measure(executor: str, n: int) -> tuple[float, float, float]:
     if executor == "ray":
         run_with_ray(cells(n), "cpu", SilentReporter(), finished)
     else:
-        WorkerPool("cpu", os.cpu_count() or 1).run(cells(n), lambda cell, index: None, finished, lambda: False)
+        WorkerPool("cpu", os.cpu_count() or 1).run(
+            cells(n), lambda cell, index: None, finished, lambda: False
+        )
     ended = time.perf_counter()
     failed = [r for r in records if r.status != "done"]
     if len(records) != n or failed:
-        raise SystemExit(f"{executor}: {len(records)} of {n} cells came back, {len(failed)} failed: "
-                         f"{failed[0].error if failed else ''}")
+        raise SystemExit(
+            f"{executor}: {len(records)} of {n} cells came back, {len(failed)} failed: "
+            f"{failed[0].error if failed else ''}"
+        )
     return arrivals[0] - started, (arrivals[-1] - arrivals[0]) / (n - 1), ended - arrivals[-1]
 
 
 def in_fresh_process(executor: str, n: int, env: dict[str, str]) -> tuple[float, ...]:
-    done = subprocess.run([sys.executable, __file__, "--measure", executor, str(n)], env=env, check=True,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, __file__, "--measure", executor, str(n)],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return tuple(float(x) for x in done.stdout.split()[-3:])
 
 
@@ -72,15 +85,24 @@ def main() -> None:
     runs: dict[str, list[tuple[float, ...]]] = {"local": [], "ray": []}
     with tempfile.TemporaryDirectory() as site:
         install_noop_suite(Path(site))
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [site, os.environ.get("PYTHONPATH")]))}
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [site, os.environ.get("PYTHONPATH")])),
+        }
         for _ in range(args.rounds):
             for executor, timings in runs.items():
                 timings.append(in_fresh_process(executor, args.cells, env))
-    print(f"{args.cells} no-op cells, {os.cpu_count()} workers (one per core), {args.rounds} rounds, medians")
+    print(
+        f"{args.cells} no-op cells, {os.cpu_count()} workers (one per core), {args.rounds} rounds,"
+        " medians"
+    )
     for executor, timings in runs.items():
         start, per_cell, end = (statistics.median(t[i] for t in timings) for i in range(3))
-        print(f"{executor:6} start {start:6.2f} s   per cell {per_cell * 1000:6.2f} ms   end {end:5.2f} s   "
-              f"(per cell by round: {', '.join(f'{t[1] * 1000:.2f}' for t in timings)} ms)")
+        print(
+            f"{executor:6} start {start:6.2f} s   per cell {per_cell * 1000:6.2f} ms   end"
+            f" {end:5.2f} s   (per cell by round:"
+            f" {', '.join(f'{t[1] * 1000:.2f}' for t in timings)} ms)"
+        )
 
 
 if __name__ == "__main__":

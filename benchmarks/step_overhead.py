@@ -6,6 +6,7 @@ Both loops train the MQAR smoke model (AdamW, the same batches) for the same num
 rounds alternate A/B so that machine drift hits both. Prints per-step times and the ratio
 harness / bare (the goal is under 1.05).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,10 +16,10 @@ import time
 import torch
 
 from attnbench.budget import Budget
-from attnbench.toolkit.lm import LMConfig, MixerLM, lm_loss, training_step_flops
 from attnbench.registry import MECHANISMS
 from attnbench.suites.mqar.task import SMOKE_TASKS
 from attnbench.suites.mqar.train import EpochSampler, make_data
+from attnbench.toolkit.lm import LMConfig, MixerLM, lm_loss, training_step_flops
 from attnbench.toolkit.training import adamw, train_under_budget
 
 
@@ -32,7 +33,13 @@ def setup(mechanism: str):
     model = MixerLM(config, spec, hparams)
     optimizer = adamw(model, task.learning_rates[0], task.weight_decay)
     sampler = EpochSampler(train_x, train_y, task.batch_size, 0)
-    return task, model, optimizer, sampler, training_step_flops(config, spec, hparams, task.batch_size)
+    return (
+        task,
+        model,
+        optimizer,
+        sampler,
+        training_step_flops(config, spec, hparams, task.batch_size),
+    )
 
 
 def bare_loop(model, optimizer, sampler, steps: int) -> float:
@@ -49,7 +56,9 @@ def bare_loop(model, optimizer, sampler, steps: int) -> float:
 
 def harness_loop(model, optimizer, sampler, steps: int, step_flops: int, tokens: int) -> float:
     started = time.perf_counter()
-    train_under_budget(model, sampler, lm_loss, optimizer, Budget("steps", steps), step_flops, tokens)
+    train_under_budget(
+        model, sampler, lm_loss, optimizer, Budget("steps", steps), step_flops, tokens
+    )
     return (time.perf_counter() - started) / steps
 
 
@@ -67,9 +76,18 @@ def main() -> None:
         bare.append(bare_loop(model, optimizer, sampler, args.steps))
         harness.append(harness_loop(model, optimizer, sampler, args.steps, step_flops, tokens))
     b, h = statistics.median(bare), statistics.median(harness)
-    print(f"model: MQAR smoke ({task.label}), mechanism {args.mechanism}, {torch.get_num_threads()} threads")
-    print(f"bare loop     median {b * 1000:.3f} ms/step  (rounds: {', '.join(f'{x * 1000:.3f}' for x in bare)})")
-    print(f"harness loop  median {h * 1000:.3f} ms/step  (rounds: {', '.join(f'{x * 1000:.3f}' for x in harness)})")
+    print(
+        f"model: MQAR smoke ({task.label}), mechanism {args.mechanism}, {torch.get_num_threads()}"
+        " threads"
+    )
+    print(
+        f"bare loop     median {b * 1000:.3f} ms/step  (rounds:"
+        f" {', '.join(f'{x * 1000:.3f}' for x in bare)})"
+    )
+    print(
+        f"harness loop  median {h * 1000:.3f} ms/step  (rounds:"
+        f" {', '.join(f'{x * 1000:.3f}' for x in harness)})"
+    )
     print(f"ratio harness/bare: {h / b:.4f}")
 
 

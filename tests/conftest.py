@@ -1,4 +1,5 @@
 """Shared test helpers: fake plug-in distributions on sys.path and running the CLI in-process."""
+
 from __future__ import annotations
 
 import os
@@ -15,37 +16,56 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Triton kernels run through Triton's interpreter on this CPU. Triton reads this when it is imported and when
-# `@triton.jit` decorates a function (its own standard library's included), so it is set here, before any test
-# module can import triton; on the CPU the mechanisms still run their references unless ATTNBENCH_KERNELS=on.
+# Triton kernels run through Triton's interpreter on this CPU. Triton reads this when it is imported
+# and when `@triton.jit` decorates a function (its own standard library's included), so it is set
+# here, before any test module can import triton; on the CPU the mechanisms still run their
+# references unless ATTNBENCH_KERNELS=on.
 os.environ["TRITON_INTERPRET"] = "1"
 
-from tests.support.pretrained_fixtures import module  # noqa: E402,F401  (the pretrained-kind tests' attention layer)
+# the pretrained-kind tests' attention layer, a fixture for every folder that has them
+from tests.support.pretrained_fixtures import module  # noqa: E402,F401
 
 
-def make_distribution(site: Path, name: str, modules: dict[str, str], mechanisms: dict[str, str] = (),
-                      suites: dict[str, str] = ()) -> Path:
-    """Write an installed-looking distribution (dist-info with entry points) and its modules into `site`."""
+def make_distribution(
+    site: Path,
+    name: str,
+    modules: dict[str, str],
+    mechanisms: dict[str, str] = (),
+    suites: dict[str, str] = (),
+) -> Path:
+    """Write an installed-looking distribution (dist-info with entry points) and its modules into
+    `site`."""
     site.mkdir(parents=True, exist_ok=True)
     info = site / f"{name}-0.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
     lines = []
-    for group, table in (("attnbench.mechanisms", dict(mechanisms)), ("attnbench.suites", dict(suites))):
+    for group, table in (
+        ("attnbench.mechanisms", dict(mechanisms)),
+        ("attnbench.suites", dict(suites)),
+    ):
         if table:
             lines.append(f"[{group}]")
             lines.extend(f"{key} = {value}" for key, value in table.items())
     (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
-    for module, source in modules.items():
-        (site / f"{module}.py").write_text(textwrap.dedent(source))
+    for name_of_module, source in modules.items():
+        (site / f"{name_of_module}.py").write_text(textwrap.dedent(source))
     return site
 
 
-def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, env: dict | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
     """The real console script in a fresh process, as a user runs it."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "attnbench", *args], capture_output=True, text=True,
-                          env=full_env, cwd=cwd, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "attnbench", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=600,
+    )
 
 
 @pytest.fixture
@@ -56,11 +76,14 @@ def db_url(tmp_path: Path) -> str:
 # ---------------------------------------------------------------- PostgreSQL
 
 PG_INSTALL = "apt-get install postgresql"
-PG_REQUIRED = "ATTNBENCH_REQUIRE_POSTGRES"  # set by .ci/run: there a server that cannot start fails, not skips
+PG_REQUIRED = (  # set by .ci/run: there a server that cannot start fails, not skips
+    "ATTNBENCH_REQUIRE_POSTGRES"
+)
 
 
 class PostgresCluster:
-    """A throwaway PostgreSQL cluster on 127.0.0.1, run as the `postgres` OS user when we are root."""
+    """A throwaway PostgreSQL cluster on 127.0.0.1, run as the `postgres` OS user when we are
+    root."""
 
     def __init__(self, bindir: Path, root: Path, as_user: list[str]) -> None:
         self.bindir, self.root, self.as_user = bindir, root, as_user
@@ -68,20 +91,50 @@ class PostgresCluster:
         self.port = 0
 
     def _run(self, *args: str) -> None:
-        subprocess.run([*self.as_user, *args], cwd=self.root, check=True, capture_output=True, text=True, timeout=120)
+        subprocess.run(
+            [*self.as_user, *args],
+            cwd=self.root,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     def start(self) -> None:
-        self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
-                  "--locale=C", "--no-sync")
+        self._run(
+            str(self.bindir / "initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        )
         conf = (self.data / "postgresql.conf").read_text()
-        for attempt in range(3):  # another process may take the free port before the server binds it
+        for attempt in range(
+            3
+        ):  # another process may take the free port before the server binds it
             self.port = _free_port()
             (self.data / "postgresql.conf").write_text(
                 conf + f"\nlisten_addresses = '127.0.0.1'\nport = {self.port}\n"
-                f"unix_socket_directories = '{self.root}'\nmax_connections = 200\n")
+                f"unix_socket_directories = '{self.root}'\nmax_connections = 200\n"
+            )
             try:
-                self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60",
-                          "start")
+                self._run(
+                    str(self.bindir / "pg_ctl"),
+                    "-D",
+                    str(self.data),
+                    "-l",
+                    str(self.log),
+                    "-w",
+                    "-t",
+                    "60",
+                    "start",
+                )
                 return
             except subprocess.CalledProcessError:
                 if attempt == 2:
@@ -89,8 +142,20 @@ class PostgresCluster:
 
     def stop(self) -> None:
         if (self.data / "postmaster.pid").exists():
-            subprocess.run([*self.as_user, str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate",
-                            "stop"], cwd=self.root, capture_output=True, timeout=60)
+            subprocess.run(
+                [
+                    *self.as_user,
+                    str(self.bindir / "pg_ctl"),
+                    "-D",
+                    str(self.data),
+                    "-m",
+                    "immediate",
+                    "stop",
+                ],
+                cwd=self.root,
+                capture_output=True,
+                timeout=60,
+            )
         shutil.rmtree(self.root, ignore_errors=True)
 
     def url(self, database: str) -> str:
@@ -101,8 +166,9 @@ class PostgresCluster:
         import psycopg
 
         name = f"t_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres",
-                             autocommit=True) as conn:
+        with psycopg.connect(
+            host="127.0.0.1", port=self.port, user="postgres", dbname="postgres", autocommit=True
+        ) as conn:
             conn.execute(f"CREATE DATABASE {name}")
         return self.url(name)
 
@@ -115,7 +181,11 @@ def _free_port() -> int:
 
 def _postgres_bindir() -> Path | None:
     """The newest Debian-installed server (/usr/lib/postgresql/<major>/bin), else initdb on PATH."""
-    majors = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]), reverse=True)
+    majors = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+        key=lambda p: int(p.parts[-3]),
+        reverse=True,
+    )
     if majors:
         return majors[0].parent
     initdb = shutil.which("initdb")
@@ -130,7 +200,8 @@ def _no_postgres(reason: str):
 
 @pytest.fixture(scope="session")
 def postgres_cluster():
-    """A PostgreSQL server of our own for the session, stopped and deleted at its end; skips without one."""
+    """A PostgreSQL server of our own for the session, stopped and deleted at its end; skips
+    without one."""
     try:
         import psycopg  # noqa: F401
     except ImportError:
@@ -147,7 +218,10 @@ def postgres_cluster():
             owner = pwd.getpwnam("postgres")
         except KeyError:
             shutil.rmtree(root)
-            _no_postgres(f"running as root and there is no `postgres` user to run the server as: {PG_INSTALL}")
+            _no_postgres(
+                "running as root and there is no `postgres` user to run the server as:"
+                f" {PG_INSTALL}"
+            )
         os.chown(root, owner.pw_uid, owner.pw_gid)
         as_user = ["runuser", "-u", "postgres", "--"]
     cluster = PostgresCluster(bindir, root, as_user)

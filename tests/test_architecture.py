@@ -1,11 +1,12 @@
-"""The tree is the architecture: dependencies point one way, and this test reads every import of the package
-(function-local and TYPE_CHECKING ones included) to keep it so.
+"""The tree is the architecture: dependencies point one way, and this test reads every import of the
+package (function-local and TYPE_CHECKING ones included) to keep it so.
 
     cli -> run, views -> conformance, store, toolkit -> suites' and mechanisms' contracts
     suites -> toolkit + mechanisms + kernels + contracts, never another suite
     mechanisms -> contracts + kernels + their own private helpers (`mechanisms._*`), never a sibling
     kernels -> contracts + their own modules, never a mechanism
 """
+
 from __future__ import annotations
 
 import ast
@@ -18,15 +19,28 @@ from tests.conftest import REPO
 SOURCE = REPO / "src"
 # Lower layers never import higher ones. A package's modules share its layer.
 LAYERS = {
-    "attnbench": 0, "attnbench._version": 0, "attnbench.budget": 0, "attnbench.cell": 0, "attnbench.errors": 0,
-    "attnbench.extras": 0, "attnbench.mechanism": 0, "attnbench.registry": 0, "attnbench.suite": 0,
+    "attnbench": 0,
+    "attnbench._version": 0,
+    "attnbench.budget": 0,
+    "attnbench.cell": 0,
+    "attnbench.errors": 0,
+    "attnbench.extras": 0,
+    "attnbench.mechanism": 0,
+    "attnbench.registry": 0,
+    "attnbench.suite": 0,
     "attnbench.values": 0,
     "attnbench.kernels": 1,
     "attnbench.mechanisms": 2,
-    "attnbench.toolkit": 3, "attnbench.conformance": 3, "attnbench.store": 3,
+    "attnbench.toolkit": 3,
+    "attnbench.conformance": 3,
+    "attnbench.store": 3,
     "attnbench.suites": 4,
-    "attnbench.run": 5, "attnbench.views": 5, "attnbench.results": 5, "attnbench.testing": 5,
-    "attnbench.cli": 6, "attnbench.__main__": 6,
+    "attnbench.run": 5,
+    "attnbench.views": 5,
+    "attnbench.results": 5,
+    "attnbench.testing": 5,
+    "attnbench.cli": 6,
+    "attnbench.__main__": 6,
 }
 
 
@@ -44,7 +58,8 @@ MODULES = modules()
 
 
 def resolve(name: str) -> str | None:
-    """The module an import names: the longest known prefix (`attnbench.store.database.Store` -> its module)."""
+    """The module an import names: the longest known prefix (`attnbench.store.database.Store` ->
+    its module)."""
     while name and name not in MODULES:
         name = name.rpartition(".")[0]
     return name or None
@@ -125,8 +140,12 @@ def test_no_import_cycles():
 
 
 def test_no_module_imports_a_higher_layer():
-    upward = sorted(f"{module} -> {target}" for module, targets in GRAPH.items() for target in targets
-                    if layer(target) > layer(module))
+    upward = sorted(
+        f"{module} -> {target}"
+        for module, targets in GRAPH.items()
+        for target in targets
+        if layer(target) > layer(module)
+    )
     assert upward == []
 
 
@@ -136,26 +155,45 @@ def suite_of(module: str) -> str | None:
 
 
 def test_no_suite_imports_another_suite():
-    crossing = sorted(f"{module} -> {target}" for module, targets in GRAPH.items() for target in targets
-                      if suite_of(module) and suite_of(target) and suite_of(module) != suite_of(target))
+    crossing = sorted(
+        f"{module} -> {target}"
+        for module, targets in GRAPH.items()
+        for target in targets
+        if suite_of(module) and suite_of(target) and suite_of(module) != suite_of(target)
+    )
     assert crossing == []
 
 
 @pytest.mark.parametrize("package", ["mechanisms", "kernels"])
 def test_mechanisms_import_no_sibling_and_kernels_no_mechanism(package):
     def sibling(module: str, target: str) -> bool:
-        return (target.startswith("attnbench.mechanisms.") and not target.split(".")[2].startswith("_")
-                and target != module)
+        return (
+            target.startswith("attnbench.mechanisms.")
+            and not target.split(".")[2].startswith("_")
+            and target != module
+        )
 
     broken = sorted(
-        f"{module} -> {target}" for module, targets in GRAPH.items() if module.startswith(f"attnbench.{package}.")
+        f"{module} -> {target}"
+        for module, targets in GRAPH.items()
+        if module.startswith(f"attnbench.{package}.")
         for target in targets
-        if (package == "mechanisms" and not module.split(".")[2].startswith("_") and sibling(module, target))
-        or (package == "kernels" and target.startswith("attnbench.mechanisms")))
+        if (
+            package == "mechanisms"
+            and not module.split(".")[2].startswith("_")
+            and sibling(module, target)
+        )
+        or (package == "kernels" and target.startswith("attnbench.mechanisms"))
+    )
     assert broken == []
 
 
 def test_suites_use_no_private_module_of_the_mechanisms():
-    private = sorted(f"{module} -> {target}" for module, targets in GRAPH.items() if suite_of(module)
-                     for target in targets if target.startswith("attnbench.mechanisms._"))
+    private = sorted(
+        f"{module} -> {target}"
+        for module, targets in GRAPH.items()
+        if suite_of(module)
+        for target in targets
+        if target.startswith("attnbench.mechanisms._")
+    )
     assert private == []

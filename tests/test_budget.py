@@ -1,4 +1,5 @@
 """Budgets: validation, and the training loop stopping within one step of the budget."""
+
 from __future__ import annotations
 
 import math
@@ -13,8 +14,18 @@ from attnbench.errors import ConfigError
 from attnbench.toolkit.training import NonFiniteLossError, train_under_budget, warmup_cosine
 
 
-@pytest.mark.parametrize("kind,value", [("flops", 0), ("flops", -1), ("steps", 2.5), ("seconds", math.inf),
-                                        ("tokens", math.nan), ("joules", 10), ("flops", True)])
+@pytest.mark.parametrize(
+    "kind,value",
+    [
+        ("flops", 0),
+        ("flops", -1),
+        ("steps", 2.5),
+        ("seconds", math.inf),
+        ("tokens", math.nan),
+        ("joules", 10),
+        ("flops", True),
+    ],
+)
 def test_invalid_budgets_are_refused(kind, value):
     with pytest.raises(ConfigError):
         Budget(kind, value)
@@ -39,13 +50,17 @@ def tiny_problem(seed: int = 0):
 
 
 @settings(max_examples=40, deadline=None)
-@given(kind=st.sampled_from(["flops", "steps", "tokens"]), value=st.integers(1, 5000),
-       per_step=st.integers(1, 700))
+@given(
+    kind=st.sampled_from(["flops", "steps", "tokens"]),
+    value=st.integers(1, 5000),
+    per_step=st.integers(1, 700),
+)
 def test_loop_stops_at_most_one_step_past_the_budget(kind, value, per_step):
     model, optimizer, batches, loss = tiny_problem()
     budget = Budget(kind, value)
-    result = train_under_budget(model, batches, loss, optimizer, budget, flops_per_step=per_step,
-                                tokens_per_step=per_step)
+    result = train_under_budget(
+        model, batches, loss, optimizer, budget, flops_per_step=per_step, tokens_per_step=per_step
+    )
     meter = result.meter
     step_cost = 1 if kind == "steps" else per_step
     assert meter.used() >= value

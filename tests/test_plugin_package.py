@@ -1,4 +1,6 @@
-"""A separate package registering its own mechanism: pip-installed, it is listed and runs, untouched attnbench."""
+"""A separate package registering its own mechanism: pip-installed, it is listed and runs,
+untouched attnbench."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +18,23 @@ EXAMPLE = REPO / "examples" / "attnbench-alibi"
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
     target = tmp_path_factory.mktemp("plugin-site")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), str(EXAMPLE)], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(EXAMPLE),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     return {"PYTHONPATH": str(target)}
 
 
@@ -31,9 +48,28 @@ def test_installed_plugin_is_listed(installed):
 
 def test_installed_plugin_runs(installed, tmp_path):
     db = tmp_path / "plugin.db"
-    result = run_cli("run", "--suite", "mqar", "-m", "alibi", "-m", "mha", "--seeds", "1", "--db", str(db),
-                     "--budget", "20", "--budget-kind", "steps", "--set", "num_train=128", "--set", "num_test=32",
-                     env=installed)
+    result = run_cli(
+        "run",
+        "--suite",
+        "mqar",
+        "-m",
+        "alibi",
+        "-m",
+        "mha",
+        "--seeds",
+        "1",
+        "--db",
+        str(db),
+        "--budget",
+        "20",
+        "--budget-kind",
+        "steps",
+        "--set",
+        "num_train=128",
+        "--set",
+        "num_test=32",
+        env=installed,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     with sqlite3.connect(db) as conn:
         rows = dict(conn.execute("SELECT mechanism, status FROM cells").fetchall())

@@ -1,4 +1,5 @@
 """The README is the front door: its commands must parse and CI must run its test command."""
+
 from __future__ import annotations
 
 import re
@@ -29,12 +30,20 @@ def attnbench_lines() -> list[str]:
 
 def test_ci_runs_exactly_the_readme_test_command():
     test_command = next(b.strip() for b in readme_blocks() if "pytest" in b)
-    ci_lines = [line for line in (REPO / ".ci" / "run").read_text().splitlines() if line and not line.startswith("#")]
+    ci_lines = [
+        line
+        for line in (REPO / ".ci" / "run").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
     assert test_command in ci_lines
 
 
 def test_readme_setup_runs_long_context_smoke_then_leaderboard():
-    setup = next(b.strip() for b in readme_blocks() if "attnbench run --suite long-context --profile smoke" in b)
+    setup = next(
+        b.strip()
+        for b in readme_blocks()
+        if "attnbench run --suite long-context --profile smoke" in b
+    )
     assert setup.endswith("attnbench leaderboard") and "pip install torch==2.13.0" in setup
     assert "-m mha -m sliding_window -m linear" in setup
 

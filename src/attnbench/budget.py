@@ -4,6 +4,7 @@ FLOPs are the default because they are machine-independent: a CPU smoke run and 
 speak the same unit. Seconds follow AlgoPerf: only training steps are timed, with the device
 synchronised, and evaluation pauses the clock.
 """
+
 from __future__ import annotations
 
 import math
@@ -24,7 +25,12 @@ class Budget:
         if self.kind not in BUDGET_KINDS:
             raise ConfigError(f"budget kind {self.kind!r} is not one of {', '.join(BUDGET_KINDS)}")
         value = self.value
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or value <= 0
+        ):
             raise ConfigError(f"budget {value!r} must be a positive finite number of {self.kind}")
         if self.kind in _WHOLE_KINDS and float(value) != int(value):
             raise ConfigError(f"budget {value!r} must be a whole number of {self.kind}")
@@ -32,11 +38,14 @@ class Budget:
 
     @classmethod
     def parse(cls, kind: str, text: str | float) -> Budget:
-        """A budget from user input such as `2e11`; a clear error for anything that is not a positive number."""
+        """A budget from user input such as `2e11`; a clear error for anything that is not a
+        positive number."""
         try:
             value = float(text)
         except (TypeError, ValueError):
-            raise ConfigError(f"budget {text!r} is not a number; expected a positive number of {kind}, e.g. 2e11")
+            raise ConfigError(
+                f"budget {text!r} is not a number; expected a positive number of {kind}, e.g. 2e11"
+            ) from None
         return cls(kind, value)
 
     def label(self) -> str:
@@ -75,10 +84,17 @@ class BudgetMeter:
 
     def planned_steps(self) -> int | None:
         """Steps the budget allows, when that is known up front (not for seconds)."""
-        per_step = {"steps": 1, "flops": self.flops_per_step, "tokens": self.tokens_per_step}.get(self.budget.kind)
+        per_step = {"steps": 1, "flops": self.flops_per_step, "tokens": self.tokens_per_step}.get(
+            self.budget.kind
+        )
         if per_step is None:
             return None
         return max(1, math.ceil(self.budget.value / per_step))
 
     def as_dict(self) -> dict[str, float]:
-        return {"steps": self.steps, "flops": self.flops, "tokens": self.tokens, "seconds": self.seconds}
+        return {
+            "steps": self.steps,
+            "flops": self.flops,
+            "tokens": self.tokens,
+            "seconds": self.seconds,
+        }

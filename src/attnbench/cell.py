@@ -1,4 +1,5 @@
 """A cell: one suite x mechanism x task x budget x seed, the unit of work and of storage."""
+
 from __future__ import annotations
 
 import hashlib
@@ -12,8 +13,14 @@ STATUSES = ("done", "failed", "skipped", "timeout", "oom")
 
 # Per mechanism layer, one sequence, at the task's length and width: forward FLOPs by part, and
 # the decode-time memory (KV cache kept, bytes of it read per new token, recurrent state).
-COST_COLUMNS = ("flops_attention", "flops_selection", "flops_projections", "kv_cache_bytes",
-                "kv_read_bytes_per_token", "state_bytes")
+COST_COLUMNS = (
+    "flops_attention",
+    "flops_selection",
+    "flops_projections",
+    "kv_cache_bytes",
+    "kv_read_bytes_per_token",
+    "state_bytes",
+)
 
 
 def canonical_json(value: Any) -> str:
@@ -33,10 +40,13 @@ class CellSpec:
     suite_version: str = "1"
     primary_metric: str = "score"
     higher_is_better: bool = True
-    conformance: str = "unchecked"  # "passed", or "failed: <reason>" when run with --allow-nonconforming
+    conformance: str = (
+        "unchecked"  # "passed", or "failed: <reason>" when run with --allow-nonconforming
+    )
 
     def config(self) -> dict[str, Any]:
-        """Everything but seed and budget that decides the result; seeds of one config are compared together."""
+        """Everything but seed and budget that decides the result; seeds of one config are
+        compared together."""
         return {
             "suite": self.suite,
             "suite_version": self.suite_version,
@@ -69,7 +79,9 @@ class CellOutcome:
     steps: int
     params: int
     details: dict[str, Any] = field(default_factory=dict)
-    costs: dict[str, float] = field(default_factory=dict)  # keys of COST_COLUMNS, at the task's shape
+    costs: dict[str, float] = field(
+        default_factory=dict
+    )  # keys of COST_COLUMNS, at the task's shape
 
 
 @dataclass

@@ -1,4 +1,5 @@
 """Our own exception types: the CLI turns each into one clear line and exit status 2."""
+
 from __future__ import annotations
 
 
@@ -26,5 +27,5 @@ class StoreError(AttnbenchError):
 
 
 class SkipCell(AttnbenchError):
-    """Raised by a suite's `run_cell` when the cell cannot run here (no model given, no data on this machine):
-    the runner stores the cell as `skipped` with this reason rather than `failed`."""
+    """Raised by a suite's `run_cell` when the cell cannot run here (no model given, no data on this
+    machine): the runner stores the cell as `skipped` with this reason rather than `failed`."""

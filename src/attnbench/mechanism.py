@@ -2,6 +2,7 @@
 
 This module must not import torch: specs are read by `attnbench list` and the planner.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -16,7 +17,8 @@ KINDS = ("sequence", "feature_map", "fusion", "pretrained")
 
 @dataclass(frozen=True)
 class FlopBreakdown:
-    """Forward-pass FLOPs of one mechanism call, split so that sparse and dense methods compare fairly.
+    """Forward-pass FLOPs of one mechanism call, split so that sparse and dense methods compare
+    fairly.
 
     A multiply-add counts as 2, as `torch.utils.flop_counter.FlopCounterMode` does.
     """
@@ -37,11 +39,17 @@ class FlopBreakdown:
         )
 
     def scaled(self, factor: int) -> FlopBreakdown:
-        return FlopBreakdown(self.attention * factor, self.selection * factor, self.projections * factor)
+        return FlopBreakdown(
+            self.attention * factor, self.selection * factor, self.projections * factor
+        )
 
     def as_dict(self) -> dict[str, int]:
-        return {"attention": self.attention, "selection": self.selection,
-                "projections": self.projections, "total": self.total}
+        return {
+            "attention": self.attention,
+            "selection": self.selection,
+            "projections": self.projections,
+            "total": self.total,
+        }
 
 
 @dataclass(frozen=True)
@@ -58,15 +66,19 @@ class CacheCost:
     state: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return {"kv_stored": self.kv_stored, "kv_read_per_token": self.kv_read_per_token, "state": self.state}
+        return {
+            "kv_stored": self.kv_stored,
+            "kv_read_per_token": self.kv_read_per_token,
+            "state": self.state,
+        }
 
 
 @dataclass(frozen=True)
 class FusionMasks:
-    """Which tokens of a `fusion` call are real, as (B, Lq) and (B, Lk) boolean tensors (True = a token,
-    False = padding); None means every token is real. A fusion mechanism must not let a padded token
-    change any output at a real query position; outputs at padded query positions need only be finite.
-    (Plain tensors, so this module stays torch-free.)"""
+    """Which tokens of a `fusion` call are real, as (B, Lq) and (B, Lk) boolean tensors (True = a
+    token, False = padding); None means every token is real. A fusion mechanism must not let a
+    padded token change any output at a real query position; outputs at padded query positions need
+    only be finite. (Plain tensors, so this module stays torch-free.)"""
 
     x: Any = None
     context: Any = None
@@ -76,16 +88,17 @@ class FusionMasks:
 class MechanismSpec:
     """A registered mechanism.
 
-    `build(dim, causal=..., **hparams)` returns the module; for the `sequence` kind it maps
-    `(B, L, D) -> (B, L, D)`. A `fusion` module is built as `build(dim, **hparams)`, is called as
-    `module(x (B, Lq, D), context (B, Lk, D), masks: FusionMasks | None)` and returns (B, Lq, D), the
-    update a model adds to x; its `flops(batch, q_len, kv_len, dim, **hparams)` costs one call. `flops(batch, seq_len, dim, causal=..., **hparams)` is the analytic
-    cost of one forward pass. `flops_exact` says the declared FLOPs equal what FlopCounterMode
-    counts on the reference implementation; sparse mechanisms whose readable reference computes
-    densely and masks declare their effective work instead and set it False.
-    `cache(seq_len, dim, bytes_per_element=2, **hparams)` gives the decode-time memory per layer.
-    `defaults` are the paper's hyper-parameters; `profile_defaults` overrides them per profile
-    (e.g. a smaller window for CPU smoke runs) and takes precedence over a suite's overrides.
+    `build(dim, causal=..., **hparams)` returns the module; for the `sequence` kind it maps `(B, L,
+    D) -> (B, L, D)`. A `fusion` module is built as `build(dim, **hparams)`, is called as `module(x
+    (B, Lq, D), context (B, Lk, D), masks: FusionMasks | None)` and returns (B, Lq, D), the update a
+    model adds to x; its `flops(batch, q_len, kv_len, dim, **hparams)` costs one call. `flops(batch,
+    seq_len, dim, causal=..., **hparams)` is the analytic cost of one forward pass. `flops_exact`
+    says the declared FLOPs equal what FlopCounterMode counts on the reference implementation;
+    sparse mechanisms whose readable reference computes densely and masks declare their effective
+    work instead and set it False. `cache(seq_len, dim, bytes_per_element=2, **hparams)` gives the
+    decode-time memory per layer. `defaults` are the paper's hyper-parameters; `profile_defaults`
+    overrides them per profile (e.g. a smaller window for CPU smoke runs) and takes precedence over
+    a suite's overrides.
     """
 
     name: str
@@ -103,19 +116,29 @@ class MechanismSpec:
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
-            raise ConfigError(f"mechanism {self.name!r}: kind {self.kind!r} is not one of {', '.join(KINDS)}")
+            raise ConfigError(
+                f"mechanism {self.name!r}: kind {self.kind!r} is not one of {', '.join(KINDS)}"
+            )
         object.__setattr__(self, "defaults", MappingProxyType(dict(self.defaults)))
-        object.__setattr__(self, "profile_defaults",
-                           MappingProxyType({k: dict(v) for k, v in self.profile_defaults.items()}))
+        object.__setattr__(
+            self,
+            "profile_defaults",
+            MappingProxyType({k: dict(v) for k, v in self.profile_defaults.items()}),
+        )
 
-    def hparams(self, profile: str | None = None, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """The hyper-parameters a cell uses: paper defaults, then the profile's, then explicit overrides."""
+    def hparams(
+        self, profile: str | None = None, overrides: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The hyper-parameters a cell uses: paper defaults, then the profile's, then explicit
+        overrides."""
         merged = dict(self.defaults)
         merged.update(self.profile_defaults.get(profile or "", {}))
         for key, value in (overrides or {}).items():
             if key not in merged:
                 known = ", ".join(sorted(merged)) or "none"
-                raise ConfigError(f"mechanism {self.name!r} has no hyper-parameter {key!r} (known: {known})")
+                raise ConfigError(
+                    f"mechanism {self.name!r} has no hyper-parameter {key!r} (known: {known})"
+                )
             check_like(merged[key], value, f"mechanism {self.name!r}: hyper-parameter {key}")
             merged[key] = value
         return merged

@@ -1,10 +1,11 @@
 """How a suite names the metrics that views read specially, beside its headline ones.
 
-A score over a (context length x depth) grid is one metric per point, `grid/L{length}/D{depth}` (depth in
-percent): the leaderboard and the site rebuild the grid from the names, so any suite that scores over lengths
-and depths gets heat maps. A benchmark's sections (RewardBench's Chat, Safety, ...) are `section/<name>`
-metrics and become columns beside the headline score.
+A score over a (context length x depth) grid is one metric per point, `grid/L{length}/D{depth}`
+(depth in percent): the leaderboard and the site rebuild the grid from the names, so any suite that
+scores over lengths and depths gets heat maps. A benchmark's sections (RewardBench's Chat, Safety,
+...) are `section/<name>` metrics and become columns beside the headline score.
 """
+
 from __future__ import annotations
 
 import re

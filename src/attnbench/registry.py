@@ -6,6 +6,7 @@ metadata only, so `attnbench list` never imports torch; a plug-in is imported th
 is used, and one that fails to import is reported by name without taking the others down.
 The two `Registry` objects below are the only global state in attnbench.
 """
+
 from __future__ import annotations
 
 import ast
@@ -72,8 +73,11 @@ class PluginEntry:
 def _literal_keywords(tree: ast.Module, attribute: str) -> dict[str, Any]:
     """Keyword arguments written as literals in `attribute = SomeSpec(...)` at module level."""
     for node in tree.body:
-        if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
-                and any(isinstance(t, ast.Name) and t.id == attribute for t in node.targets)):
+        if (
+            isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Call)
+            and any(isinstance(t, ast.Name) and t.id == attribute for t in node.targets)
+        ):
             found = {}
             for keyword in node.value.keywords:
                 try:
@@ -86,7 +90,9 @@ def _literal_keywords(tree: ast.Module, attribute: str) -> dict[str, Any]:
 
 def _entry_from(ep: metadata.EntryPoint) -> PluginEntry:
     dist = getattr(ep, "dist", None)
-    return PluginEntry(ep.name, ep.value, dist.metadata["Name"] if dist else None, dist.version if dist else None)
+    return PluginEntry(
+        ep.name, ep.value, dist.metadata["Name"] if dist else None, dist.version if dist else None
+    )
 
 
 class Registry(Generic[T]):
@@ -114,8 +120,9 @@ class Registry(Generic[T]):
         return sorted(set(self.entries()) | set(self._local))
 
     def register(self, obj: T, name: str | None = None) -> None:
-        """Register an object in this process only (notebooks, tests); entry points are the lasting way."""
-        key = name or getattr(obj, "name")
+        """Register an object in this process only (notebooks, tests); entry points are the
+        lasting way."""
+        key = name or obj.name
         self._local[key] = self._validate(obj, key)
 
     def unregister(self, name: str) -> None:
@@ -139,12 +146,17 @@ class Registry(Generic[T]):
             obj = claims[0]
             loaded = metadata.EntryPoint(obj.name, obj.target, self.group).load()
         except Exception as exc:  # a broken plug-in must never take the CLI down
-            return self._fail(name, f"{self.noun} {name!r} ({claims[0].target}) failed to import: "
-                                    f"{type(exc).__name__}: {exc}")
+            return self._fail(
+                name,
+                f"{self.noun} {name!r} ({claims[0].target}) failed to import: "
+                f"{type(exc).__name__}: {exc}",
+            )
         try:
             self._loaded[name] = self._validate(loaded, name)
         except Exception as exc:
-            return self._fail(name, f"{self.noun} {name!r} ({claims[0].target}) is not a valid plug-in: {exc}")
+            return self._fail(
+                name, f"{self.noun} {name!r} ({claims[0].target}) is not a valid plug-in: {exc}"
+            )
         return self._loaded[name]
 
     def _fail(self, name: str, message: str):
@@ -171,7 +183,8 @@ class Registry(Generic[T]):
 
 
 def validator(module: str, class_name: str) -> Callable[[Any, str], Any]:
-    """A check that a loaded plug-in is an instance of `module.class_name` registered under its own name."""
+    """A check that a loaded plug-in is an instance of `module.class_name` registered under its
+    own name."""
 
     def validate(obj: Any, name: str) -> Any:
         expected = getattr(importlib.import_module(module), class_name)

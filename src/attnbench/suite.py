@@ -2,6 +2,7 @@
 
 This module must not import torch; suite objects are loaded by the planner and `attnbench list`.
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -13,8 +14,9 @@ from attnbench.cell import CellOutcome, CellSpec
 from attnbench.errors import ConfigError
 from attnbench.values import check_like
 
-# Whose code evaluates a cell: the suite's own (`native`), or lm-evaluation-harness's tasks for the same
-# benchmark (`lm-eval`, whose variants can differ from the official protocol). A suite lists the ones it offers.
+# Whose code evaluates a cell: the suite's own (`native`), or lm-evaluation-harness's tasks for the
+# same benchmark (`lm-eval`, whose variants can differ from the official protocol). A suite lists
+# the ones it offers.
 BACKENDS = ("native", "lm-eval")
 DEFAULT_BACKEND = "native"
 
@@ -31,13 +33,18 @@ S = TypeVar("S")
 
 
 def task_of(label: str, settings: Any) -> Task:
-    """A task from a suite's settings dataclass, its tuples stored as lists (as JSON gives them back)."""
-    return Task(label, {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()})
+    """A task from a suite's settings dataclass, its tuples stored as lists (as JSON gives them
+    back)."""
+    return Task(
+        label, {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()}
+    )
 
 
-def settings_from(cls: type[S], config: Mapping[str, Any], what: str, tuples: Iterable[str] = ()) -> S:
-    """A suite's settings dataclass from a stored or user-given config: the lists of `tuples` become tuples
-    again, and an unknown or missing setting is one `ConfigError` naming `what`."""
+def settings_from(
+    cls: type[S], config: Mapping[str, Any], what: str, tuples: Iterable[str] = ()
+) -> S:
+    """A suite's settings dataclass from a stored or user-given config: the lists of `tuples` become
+    tuples again, and an unknown or missing setting is one `ConfigError` naming `what`."""
     values = dict(config)
     for key in tuples:
         if isinstance(values.get(key), list):
@@ -49,16 +56,17 @@ def settings_from(cls: type[S], config: Mapping[str, Any], what: str, tuples: It
 
 
 def tuple_fields(cls: type) -> tuple[str, ...]:
-    """The fields of a settings dataclass typed as tuples: stored as JSON lists, they come back as tuples."""
+    """The fields of a settings dataclass typed as tuples: stored as JSON lists, they come back
+    as tuples."""
     return tuple(f.name for f in fields(cls) if "tuple[" in str(f.type))
 
 
 class TaskSettings:
-    """What a suite's task is, declared once: subclass as a frozen dataclass whose fields are the settings
-    (`--set KEY=VALUE` changes them), set `suite_title` (how errors name the suite) and give the `label` that
-    names a task in tables. `validate` refuses at planning a task that cannot exist; `normalised` first makes
-    the settings consistent with each other. A suite that declares `settings_class` and `profile_tasks` gets
-    `tasks`, `make_task` and `settings` from them."""
+    """What a suite's task is, declared once: subclass as a frozen dataclass whose fields are the
+    settings (`--set KEY=VALUE` changes them), set `suite_title` (how errors name the suite) and
+    give the `label` that names a task in tables. `validate` refuses at planning a task that cannot
+    exist; `normalised` first makes the settings consistent with each other. A suite that declares
+    `settings_class` and `profile_tasks` gets `tasks`, `make_task` and `settings` from them."""
 
     suite_title: ClassVar[str] = "suite"
 
@@ -89,9 +97,9 @@ class CellContext:
 
 
 class Suite(ABC):
-    """Subclass, set the class attributes, implement `default_budget` and `run_cell`, and either declare
-    `settings_class` and `profile_tasks` (each profile's tasks as settings instances) or implement `tasks`
-    (and `make_task`) yourself."""
+    """Subclass, set the class attributes, implement `default_budget` and `run_cell`, and either
+    declare `settings_class` and `profile_tasks` (each profile's tasks as settings instances) or
+    implement `tasks` (and `make_task`) yourself."""
 
     name: str
     description: str
@@ -101,9 +109,12 @@ class Suite(ABC):
     higher_is_better: bool = True
     profiles: tuple[str, ...] = ("smoke", "paper")
     version: str = "1"
-    backends: tuple[str, ...] = (DEFAULT_BACKEND,)  # those of BACKENDS it offers; more: a task setting `backend`
-    # One leaderboard table per task instead of the mean over tasks: for suites whose tasks are different
-    # models or protocols (a pretrained checkpoint, a backend) or measurements that must not be averaged.
+    backends: tuple[str, ...] = (
+        DEFAULT_BACKEND,
+    )  # those of BACKENDS it offers; more: a task setting `backend`
+    # One leaderboard table per task instead of the mean over tasks: for suites whose tasks are
+    # different models or protocols (a pretrained checkpoint, a backend) or measurements that must
+    # not be averaged.
     rank_per_task: bool = False
     settings_class: ClassVar[type[TaskSettings] | None] = None
     profile_tasks: ClassVar[Mapping[str, Sequence[TaskSettings]]] = {}
@@ -115,19 +126,24 @@ class Suite(ABC):
             cls.profiles = tuple(cls.profile_tasks)
 
     def table_of(self, task: str) -> str:
-        """The leaderboard table a cell of task `task` ranks in, beside its suite, profile and budget: "" (the
-        default) averages the suite's tasks in one table, `rank_per_task` gives each task its own; a suite
-        whose task labels name a model can split by that alone."""
+        """The leaderboard table a cell of task `task` ranks in, beside its suite, profile and
+        budget: "" (the default) averages the suite's tasks in one table, `rank_per_task` gives each
+        task its own; a suite whose task labels name a model can split by that alone."""
         return task if self.rank_per_task else ""
 
     def check_profile(self, profile: str) -> None:
         if profile not in self.profiles:
-            raise ConfigError(f"suite {self.name!r} has no profile {profile!r} (profiles: {', '.join(self.profiles)})")
+            raise ConfigError(
+                f"suite {self.name!r} has no profile {profile!r} (profiles:"
+                f" {', '.join(self.profiles)})"
+            )
 
     def tasks(self, profile: str) -> list[Task]:
         """The task configurations this profile evaluates; each is its own cell."""
         if self.settings_class is None:
-            raise NotImplementedError(f"suite {self.name!r} declares no settings_class: implement tasks()")
+            raise NotImplementedError(
+                f"suite {self.name!r} declares no settings_class: implement tasks()"
+            )
         self.check_profile(profile)
         return [task.as_task() for task in self.profile_tasks[profile]]
 
@@ -144,7 +160,8 @@ class Suite(ABC):
         return override or self.default_budget(profile, task)
 
     def settings(self, profile: str) -> set[str]:
-        """Names `--set` may change: the settings dataclass's fields, else the keys of this profile's tasks."""
+        """Names `--set` may change: the settings dataclass's fields, else the keys of this
+        profile's tasks."""
         if self.settings_class is not None:
             return {f.name for f in fields(self.settings_class)} - self.fixed_settings
         return {key for task in self.tasks(profile) for key in task.config}
@@ -153,16 +170,18 @@ class Suite(ABC):
         """The task with some settings changed by the user (`--set KEY=VALUE`), validated."""
         unknown = sorted(set(overrides) - set(task.config))
         if unknown:
-            raise ConfigError(f"suite {self.name!r} has no task setting {unknown[0]!r} "
-                              f"(settings: {', '.join(sorted(task.config))})")
+            raise ConfigError(
+                f"suite {self.name!r} has no task setting {unknown[0]!r} "
+                f"(settings: {', '.join(sorted(task.config))})"
+            )
         for key, value in overrides.items():
             check_like(task.config[key], value, f"suite {self.name!r}: --set {key}")
         changed = ",".join(f"{k}={overrides[k]}" for k in sorted(overrides))
         return self.make_task({**task.config, **overrides}, f"{task.label}[{changed}]")
 
     def make_task(self, config: Mapping[str, Any], label: str) -> Task:
-        """A task from its configuration: the settings dataclass's, normalised, validated and labelled by it;
-        without one, the config as given under `label`."""
+        """A task from its configuration: the settings dataclass's, normalised, validated and
+        labelled by it; without one, the config as given under `label`."""
         if self.settings_class is None:
             return Task(label, dict(config))
         settings = self.settings_class.from_config(config).normalised()
@@ -170,15 +189,17 @@ class Suite(ABC):
         return settings.as_task()
 
     def pairs_with(self, task: Task, mechanism: Any) -> tuple[bool, str | None]:
-        """Whether `mechanism` runs on `task`, and a note for the user when it is left out for a reason
-        they can fix (a suite whose tasks differ by mechanism kind, e.g. trained vs pretrained)."""
+        """Whether `mechanism` runs on `task`, and a note for the user when it is left out for a
+        reason they can fix (a suite whose tasks differ by mechanism kind, e.g. trained vs
+        pretrained)."""
         return True, None
 
     def default_seeds(self, profile: str) -> int:
         return 3
 
     def mechanism_overrides(self, profile: str) -> Mapping[str, Any]:
-        """Hyper-parameters this suite sets for every mechanism that has them (e.g. one head for MQAR)."""
+        """Hyper-parameters this suite sets for every mechanism that has them (e.g. one head for
+        MQAR)."""
         return {}
 
     @abstractmethod

@@ -1,10 +1,12 @@
 """A value a user sets (`--hparam`, `--set`, a TOML file) checked against the default it replaces.
 
-A default says what a setting is: `num_heads = 8` takes a whole number, `weight_decay = 0.1` a finite number,
-`mlp = True` a boolean. Checking at planning turns `num_heads=abc`, `=nan`, `=1e400` or `=[1]` into one line
-before any work, instead of a traceback from deep inside a model, or a cell stored with `mlp = "maybe"`.
-A default of None leaves the type open (the mechanism or suite checks it) but not finiteness.
+A default says what a setting is: `num_heads = 8` takes a whole number, `weight_decay = 0.1` a
+finite number, `mlp = True` a boolean. Checking at planning turns `num_heads=abc`, `=nan`, `=1e400`
+or `=[1]` into one line before any work, instead of a traceback from deep inside a model, or a cell
+stored with `mlp = "maybe"`. A default of None leaves the type open (the mechanism or suite checks
+it) but not finiteness.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,7 +25,8 @@ def _finite(value: Any) -> bool:
 
 
 def expected_like(default: Any, value: Any) -> str | None:
-    """What `value` should have been to replace `default` (e.g. "a whole number"), or None when it fits."""
+    """What `value` should have been to replace `default` (e.g. "a whole number"), or None when
+    it fits."""
     if not _finite(value):
         return "a finite number" if isinstance(value, float) else "finite numbers throughout"
     if isinstance(default, bool):
@@ -31,7 +34,9 @@ def expected_like(default: Any, value: Any) -> str | None:
     if isinstance(default, int):
         return None if isinstance(value, int) and not isinstance(value, bool) else "a whole number"
     if isinstance(default, float):
-        return None if isinstance(value, (int, float)) and not isinstance(value, bool) else "a number"
+        return (
+            None if isinstance(value, (int, float)) and not isinstance(value, bool) else "a number"
+        )
     if isinstance(default, str):
         return None if isinstance(value, str) else "text"
     if isinstance(default, (list, tuple)):
@@ -52,6 +57,7 @@ def check_like(default: Any, value: Any, what: str) -> None:
 
 # ---------------------------------------------------------------- the checks suites' settings make
 
+
 def is_number(value: Any) -> bool:
     """A real number, numpy's included (not a bool, which Python counts as an int)."""
     return isinstance(value, Real) and not isinstance(value, bool)
@@ -59,7 +65,11 @@ def is_number(value: Any) -> bool:
 
 def is_whole(value: Any, least: int | None = None) -> bool:
     """A whole number, numpy's included (not a bool), at least `least` when given."""
-    return isinstance(value, Integral) and not isinstance(value, bool) and (least is None or value >= least)
+    return (
+        isinstance(value, Integral)
+        and not isinstance(value, bool)
+        and (least is None or value >= least)
+    )
 
 
 def check_whole(what: str, value: Any, least: int = 1) -> None:

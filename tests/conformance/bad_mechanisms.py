@@ -1,4 +1,5 @@
 """Deliberately broken mechanisms: each must be caught by conformance, named, and refused."""
+
 from __future__ import annotations
 
 import torch
@@ -33,17 +34,26 @@ class Noisy(mha.MultiHeadAttention):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         unseeded = torch.Generator()
         unseeded.seed()  # a nondeterministic seed, whatever torch.manual_seed says
-        return super().forward(x) + 1e-3 * torch.randn(x.shape, generator=unseeded, dtype=torch.float64).to(x.dtype)
+        return super().forward(x) + 1e-3 * torch.randn(
+            x.shape, generator=unseeded, dtype=torch.float64
+        ).to(x.dtype)
 
 
 def spec(name: str, module: type, flops=mha.flops) -> MechanismSpec:
-    return MechanismSpec(name=name, kind="sequence", description="broken on purpose", paper="none",
-                         build=lambda dim, causal=True, **h: module(dim, causal=causal, **h), flops=flops,
-                         defaults={"num_heads": 1})
+    return MechanismSpec(
+        name=name,
+        kind="sequence",
+        description="broken on purpose",
+        paper="none",
+        build=lambda dim, causal=True, **h: module(dim, causal=causal, **h),
+        flops=flops,
+        defaults={"num_heads": 1},
+    )
 
 
 LEAKY = spec("leaky", Leaky)
 UNUSED = spec("unused", Unused)
 NOISY = spec("noisy", Noisy)
-WRONG_FLOPS = spec("wrong_flops", mha.MultiHeadAttention,
-                   flops=lambda *a, **k: mha.flops(*a, **k).scaled(2))
+WRONG_FLOPS = spec(
+    "wrong_flops", mha.MultiHeadAttention, flops=lambda *a, **k: mha.flops(*a, **k).scaled(2)
+)

@@ -1,4 +1,5 @@
 """The feature_map checks pass the built-ins and catch each kind of broken module."""
+
 from __future__ import annotations
 
 import json
@@ -19,9 +20,17 @@ NAMES = ["none", "se", "cbam", "coord", "bmta"]
 @pytest.mark.parametrize("name", NAMES)
 def test_builtins_conform(name):
     report = assert_conforms(name)
-    assert [r.name for r in report.results] == ["shape_dtype", "batch_independence", "gradients", "determinism",
-                                                "flops", "reported_values"]
-    assert report.dim == 64 and "16 channels" in next(r.detail for r in report.results if r.name == "flops")
+    assert [r.name for r in report.results] == [
+        "shape_dtype",
+        "batch_independence",
+        "gradients",
+        "determinism",
+        "flops",
+        "reported_values",
+    ]
+    assert report.dim == 64 and "16 channels" in next(
+        r.detail for r in report.results if r.name == "flops"
+    )
 
 
 def test_one_channel_count_when_asked():
@@ -60,7 +69,9 @@ class Noisy(se.SqueezeExcite):
     def forward(self, x):
         unseeded = torch.Generator()
         unseeded.seed()
-        return super().forward(x) + 1e-3 * torch.rand(x.shape, generator=unseeded, dtype=torch.float64).to(x.dtype)
+        return super().forward(x) + 1e-3 * torch.rand(
+            x.shape, generator=unseeded, dtype=torch.float64
+        ).to(x.dtype)
 
 
 class BadReport(se.SqueezeExcite):
@@ -69,18 +80,28 @@ class BadReport(se.SqueezeExcite):
 
 
 def broken(module, flops=se.flops) -> MechanismSpec:
-    return MechanismSpec(name="broken", kind="feature_map", description="broken on purpose", paper="none",
-                         build=lambda channels, **_: module(channels), flops=flops, supports_causal=False)
+    return MechanismSpec(
+        name="broken",
+        kind="feature_map",
+        description="broken on purpose",
+        paper="none",
+        build=lambda channels, **_: module(channels),
+        flops=flops,
+        supports_causal=False,
+    )
 
 
-@pytest.mark.parametrize("spec,check", [
-    (broken(BatchMixer, flops=lambda *a, **k: FlopBreakdown()), "batch_independence"),
-    (broken(Shrinks, flops=lambda *a, **k: FlopBreakdown()), "shape_dtype"),
-    (broken(Forgets), "gradients"),
-    (broken(Noisy), "determinism"),
-    (broken(se.SqueezeExcite, flops=lambda *a, **k: FlopBreakdown(attention=1)), "flops"),
-    (broken(BadReport), "reported_values"),
-])
+@pytest.mark.parametrize(
+    "spec,check",
+    [
+        (broken(BatchMixer, flops=lambda *a, **k: FlopBreakdown()), "batch_independence"),
+        (broken(Shrinks, flops=lambda *a, **k: FlopBreakdown()), "shape_dtype"),
+        (broken(Forgets), "gradients"),
+        (broken(Noisy), "determinism"),
+        (broken(se.SqueezeExcite, flops=lambda *a, **k: FlopBreakdown(attention=1)), "flops"),
+        (broken(BadReport), "reported_values"),
+    ],
+)
 def test_each_defect_is_caught_by_its_check(spec, check):
     assert check in {r.name for r in check_mechanism(spec).results if not r.passed}
 
@@ -90,8 +111,13 @@ def test_check_without_names_covers_sequence_and_feature_map(monkeypatch, capsys
     from attnbench.mechanisms import dense, mha
     from attnbench.registry import MECHANISMS
 
-    monkeypatch.setattr(MECHANISMS, "load_all", lambda: ({"se": se.SPEC, "mha": mha.SPEC, "dense": dense.SPEC}, {}))
-    monkeypatch.setattr(conformance, "check_mechanism",
-                        lambda spec, hparams, profile: ConformanceReport(spec.name, dict(hparams), 0))
+    monkeypatch.setattr(
+        MECHANISMS, "load_all", lambda: ({"se": se.SPEC, "mha": mha.SPEC, "dense": dense.SPEC}, {})
+    )
+    monkeypatch.setattr(
+        conformance,
+        "check_mechanism",
+        lambda spec, hparams, profile: ConformanceReport(spec.name, dict(hparams), 0),
+    )
     assert main(["check", "--json"]) == 0
     assert [r["mechanism"] for r in json.loads(capsys.readouterr().out)] == ["mha", "se"]

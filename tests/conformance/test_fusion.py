@@ -1,4 +1,5 @@
 """Fusion conformance: every built-in passes, and each check catches the fault it exists for."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -21,12 +22,25 @@ def test_every_fusion_built_in_passes_at_its_smoke_and_paper_settings(name):
     for hparams in (spec.hparams("smoke"), {**spec.hparams("smoke"), "num_heads": 4}):
         report = check_mechanism(spec, hparams=hparams)
         assert report.passed, report.reason()
-        assert [r.name for r in report.results] == ["shape_dtype", "masks_honoured", "inputs_used",
-                                                     "batch_independence", "gradients", "determinism", "flops"]
+        assert [r.name for r in report.results] == [
+            "shape_dtype",
+            "masks_honoured",
+            "inputs_used",
+            "batch_independence",
+            "gradients",
+            "determinism",
+            "flops",
+        ]
 
 
-@pytest.mark.parametrize("name,hparams", [("mutual", {"mask": "causal"}), ("cue_bottleneck", {"stage": "restored"}),
-                                          ("ccam", {"frames": 3})])
+@pytest.mark.parametrize(
+    "name,hparams",
+    [
+        ("mutual", {"mask": "causal"}),
+        ("cue_bottleneck", {"stage": "restored"}),
+        ("ccam", {"frames": 3}),
+    ],
+)
 def test_the_variants_pass_too(name, hparams):
     spec = MECHANISMS.get(name)
     report = check_mechanism(spec, hparams={**spec.hparams("smoke"), **hparams})
@@ -45,14 +59,17 @@ class ReadsPadding(nn.Module):
 
 
 class CountsPadding(nn.Module):
-    """Reads only real tokens, but scales by the padded length (as a causal order over padded queries would)."""
+    """Reads only real tokens, but scales by the padded length (as a causal order over padded
+    queries would)."""
 
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x, context, masks=None):
-        real = masks.context[..., None].to(context.dtype) if masks and masks.context is not None else 1
+        real = (
+            masks.context[..., None].to(context.dtype) if masks and masks.context is not None else 1
+        )
         return self.proj(x) * x.shape[1] + (context * real).sum(1, keepdim=True)
 
 
@@ -70,8 +87,15 @@ def _linear_flops(batch, q_len, kv_len, dim, **_):
 
 
 def _spec(name, module, flops=_linear_flops):
-    return MechanismSpec(name=name, kind="fusion", description="test", paper="-", build=lambda dim, **h: module(dim),
-                         flops=flops, supports_causal=False)
+    return MechanismSpec(
+        name=name,
+        kind="fusion",
+        description="test",
+        paper="-",
+        build=lambda dim, **h: module(dim),
+        flops=flops,
+        supports_causal=False,
+    )
 
 
 def _failed(report):
@@ -94,7 +118,9 @@ def test_a_module_that_ignores_the_image_fails_inputs_used():
 
 
 def test_wrong_flops_fail_and_name_the_shape():
-    wrong = replace(cross.SPEC, name="t_wrong", flops=lambda *a, **h: cross.flops(*a, **h).scaled(2))
+    wrong = replace(
+        cross.SPEC, name="t_wrong", flops=lambda *a, **h: cross.flops(*a, **h).scaled(2)
+    )
     failed = _failed(check_mechanism(wrong, hparams={"num_heads": 4}))
     assert set(failed) == {"flops"} and "Lq 7, Lk 33" in failed["flops"]
 

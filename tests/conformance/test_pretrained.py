@@ -1,4 +1,6 @@
-"""`attnbench check` for the pretrained kind: the built-ins pass, a leaky or wrong mechanism is caught."""
+"""`attnbench check` for the pretrained kind: the built-ins pass, a leaky or wrong mechanism is
+caught."""
+
 from __future__ import annotations
 
 import sys
@@ -14,8 +16,15 @@ from attnbench.testing import assert_conforms
 
 
 def pretrained_spec(name: str, attention) -> MechanismSpec:
-    return MechanismSpec(name=name, kind="pretrained", description="", paper="", build=lambda: attention,
-                         flops=dense.flops, cache=dense.cache)
+    return MechanismSpec(
+        name=name,
+        kind="pretrained",
+        description="",
+        paper="",
+        build=lambda: attention,
+        flops=dense.flops,
+        cache=dense.cache,
+    )
 
 
 def bidirectional(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
@@ -24,7 +33,9 @@ def bidirectional(module, query, key, value, attention_mask, scaling=None, dropo
 
 
 def overscaled(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
-    return dense.build()(module, query, key, value, attention_mask, scaling=2 * scaling, dropout=dropout, **kwargs)
+    return dense.build()(
+        module, query, key, value, attention_mask, scaling=2 * scaling, dropout=dropout, **kwargs
+    )
 
 
 def failed(spec) -> dict[str, str]:
@@ -34,11 +45,20 @@ def failed(spec) -> dict[str, str]:
 @pytest.mark.parametrize("name", ["dense", "streaming"])
 def test_builtins_conform(name):
     report = assert_conforms(name)
-    assert {r.name for r in report.results} >= {"shape_dtype", "causal_leak", "determinism", "reference", "flops"}
+    assert {r.name for r in report.results} >= {
+        "shape_dtype",
+        "causal_leak",
+        "determinism",
+        "reference",
+        "flops",
+    }
 
 
 def test_a_mechanism_that_sees_the_future_is_caught():
-    assert "logits at position 0 changed" in failed(pretrained_spec("peeking", bidirectional))["causal_leak"]
+    assert (
+        "logits at position 0 changed"
+        in failed(pretrained_spec("peeking", bidirectional))["causal_leak"]
+    )
 
 
 def test_a_dense_that_is_not_the_models_sdpa_is_caught():
@@ -47,4 +67,7 @@ def test_a_dense_that_is_not_the_models_sdpa_is_caught():
 
 def test_without_transformers_the_check_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "transformers", None)
-    assert "pip install 'attnbench[pretrained]'" in failed(pretrained_spec("dense", overscaled))["transformers"]
+    assert (
+        "pip install 'attnbench[pretrained]'"
+        in failed(pretrained_spec("dense", overscaled))["transformers"]
+    )

@@ -1,9 +1,12 @@
-"""The block-sparse kernel against masked dense SDPA, outputs and gradients, through Triton's interpreter.
+"""The block-sparse kernel against masked dense SDPA, outputs and gradients, through Triton's
+interpreter.
 
-Tolerance (float32 in, float32 products): |kernel - reference| <= 2e-5 + 1e-4 |reference|, for outputs
-and for the gradients of q, k, v and the key scores. Lengths are chosen not to be multiples of the
-tiles (16) or of MoBA's blocks, batch 1 and 2, two heads, head width 16 and 24 (not a power of two).
+Tolerance (float32 in, float32 products): |kernel - reference| <= 2e-5 + 1e-4 |reference|, for
+outputs and for the gradients of q, k, v and the key scores. Lengths are chosen not to be multiples
+of the tiles (16) or of MoBA's blocks, batch 1 and 2, two heads, head width 16 and 24 (not a power
+of two).
 """
+
 from __future__ import annotations
 
 import pytest
@@ -12,10 +15,18 @@ import torch.nn.functional as F
 
 pytest.importorskip("triton")
 
-from attnbench.kernels.block_sparse import TokenRules, block_sparse_attention, check_tiles  # noqa: E402
+from attnbench.kernels.block_sparse import (
+    TokenRules,
+    block_sparse_attention,
+    check_tiles,
+)  # noqa: E402
 from attnbench.kernels.layout import BlockLayout, window_tiles  # noqa: E402
 from attnbench.kernels.sparse_patterns import (  # noqa: E402
-    dma_attention, moba_attention, moba_selection, window_attention)
+    dma_attention,
+    moba_attention,
+    moba_selection,
+    window_attention,
+)
 from attnbench.mechanisms.dma import keep_mask  # noqa: E402
 from attnbench.mechanisms.moba import select_blocks, token_mask  # noqa: E402
 from attnbench.mechanisms.sliding_window import window_mask_mod  # noqa: E402
@@ -36,15 +47,20 @@ def assert_same(kernel_fn, reference_fn, inputs: list[torch.Tensor]) -> None:
     got = torch.autograd.grad(out, inputs, grad)
     want = torch.autograd.grad(expected, inputs, grad)
     for name, a, b in zip("qkvb", got, want):
-        torch.testing.assert_close(a, b, atol=ATOL, rtol=RTOL, msg=lambda m, name=name: f"gradient of {name}: {m}")
+        torch.testing.assert_close(
+            a, b, atol=ATOL, rtol=RTOL, msg=lambda m, name=name: f"gradient of {name}: {m}"
+        )
 
 
 @pytest.mark.parametrize("batch,length,head_dim", [(1, 37, 16), (2, 50, 24)])
 def test_causal_layout_equals_causal_sdpa(batch, length, head_dim):
     q, k, v = qkv(batch, length, head_dim)
     layout = BlockLayout.from_mask(window_tiles(length, 0, True, TILE, TILE), length, TILE, TILE)
-    assert_same(lambda: block_sparse_attention(q, k, v, layout),
-                lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True), [q, k, v])
+    assert_same(
+        lambda: block_sparse_attention(q, k, v, layout),
+        lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True),
+        [q, k, v],
+    )
 
 
 @pytest.mark.parametrize("window,causal", [(5, True), (20, True), (7, False)])
@@ -53,17 +69,26 @@ def test_sliding_window_matches_its_mask(window, causal):
     q, k, v = qkv(1, length)
     positions = torch.arange(length)
     mask = window_mask_mod(window, causal)(None, None, positions[:, None], positions[None, :])
-    assert_same(lambda: window_attention(q, k, v, window, causal, TILE, TILE),
-                lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=mask), [q, k, v])
+    assert_same(
+        lambda: window_attention(q, k, v, window, causal, TILE, TILE),
+        lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=mask),
+        [q, k, v],
+    )
 
 
-@pytest.mark.parametrize("batch,length,block,top_k", [(1, 53, 8, 3), (2, 41, 12, 2), (1, 40, 16, 2)])
+@pytest.mark.parametrize(
+    "batch,length,block,top_k", [(1, 53, 8, 3), (2, 41, 12, 2), (1, 40, 16, 2)]
+)
 def test_moba_matches_reference_routing(batch, length, block, top_k):
-    """Blocks smaller than, not dividing, and equal to the tile: the per-query rule does the cutting."""
+    """Blocks smaller than, not dividing, and equal to the tile: the per-query rule does the
+    cutting."""
     q, k, v = qkv(batch, length)
     mask = token_mask(select_blocks(q, k, block, top_k), block)
-    assert_same(lambda: moba_attention(q, k, v, block, top_k, TILE, TILE),
-                lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=mask), [q, k, v])
+    assert_same(
+        lambda: moba_attention(q, k, v, block, top_k, TILE, TILE),
+        lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=mask),
+        [q, k, v],
+    )
 
 
 def test_moba_selection_lists_each_querys_chosen_blocks():
@@ -88,7 +113,11 @@ def test_dma_matches_reference_keep_and_bias(batch, causal):
         bias = scores[:, :, None, :].masked_fill(~keep, float("-inf"))
         return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
 
-    assert_same(lambda: dma_attention(q, k, v, scores, window, causal, TILE, TILE), reference, [q, k, v, scores])
+    assert_same(
+        lambda: dma_attention(q, k, v, scores, window, causal, TILE, TILE),
+        reference,
+        [q, k, v, scores],
+    )
 
 
 def test_a_query_with_no_allowed_key_reads_zeros_and_passes_no_gradient():
@@ -100,7 +129,9 @@ def test_a_query_with_no_allowed_key_reads_zeros_and_passes_no_gradient():
     out = block_sparse_attention(q, k, v, BlockLayout.from_mask(tiles, length, TILE, TILE))
     assert torch.equal(out[:, :, TILE:], torch.zeros_like(out[:, :, TILE:]))
     out.sum().backward()
-    assert torch.isfinite(q.grad).all() and torch.equal(q.grad[:, :, TILE:], torch.zeros_like(q.grad[:, :, TILE:]))
+    assert torch.isfinite(q.grad).all() and torch.equal(
+        q.grad[:, :, TILE:], torch.zeros_like(q.grad[:, :, TILE:])
+    )
 
 
 def test_inputs_that_do_not_fit_the_layout_are_refused():
@@ -114,9 +145,10 @@ def test_inputs_that_do_not_fit_the_layout_are_refused():
 
 
 def test_half_precision_runs_the_16_bit_path():
-    """float16 in (the GPU path's casts: probabilities and dS to the inputs' dtype, float32 accumulators), against
-    float32 SDPA on the same values. bfloat16 takes the same code, but Triton 3.9's interpreter multiplies
-    bfloat16 dot operands as raw integers, so only float16 can be checked on a CPU."""
+    """float16 in (the GPU path's casts: probabilities and dS to the inputs' dtype, float32
+    accumulators), against float32 SDPA on the same values. bfloat16 takes the same code, but Triton
+    3.9's interpreter multiplies bfloat16 dot operands as raw integers, so only float16 can be
+    checked on a CPU."""
     length = 37
     q, k, v = (t.detach().half().requires_grad_() for t in qkv(1, length, 32))
     layout = BlockLayout.from_mask(window_tiles(length, 0, True, TILE, TILE), length, TILE, TILE)
@@ -134,8 +166,8 @@ def test_half_precision_runs_the_16_bit_path():
 
 
 def test_tiles_a_gpu_cannot_compile_and_mixed_dtypes_are_refused():
-    """The interpreter runs 8-wide tiles (the CPU benchmark uses them); a GPU's tl.dot needs a reduction
-    dimension of 16 or more, and no target takes tiles that are not powers of two."""
+    """The interpreter runs 8-wide tiles (the CPU benchmark uses them); a GPU's tl.dot needs a
+    reduction dimension of 16 or more, and no target takes tiles that are not powers of two."""
     check_tiles(8, 16, gpu=False)
     check_tiles(16, 64, gpu=True)
     with pytest.raises(ValueError, match="power of two >= 16 on a GPU"):

@@ -2,9 +2,10 @@
 
 On a CPU the mechanisms run their references (and say so); with ATTNBENCH_KERNELS=on and Triton's
 interpreter they run their kernels, which must give the reference module's outputs and gradients
-(float32; |kernel - reference| <= 5e-5 + 1e-4 |reference|, for the output and every parameter's and the
-input's gradient).
+(float32; |kernel - reference| <= 5e-5 + 1e-4 |reference|, for the output and every parameter's and
+the input's gradient).
 """
+
 from __future__ import annotations
 
 import json
@@ -18,11 +19,11 @@ from attnbench.budget import Budget
 from attnbench.cell import CellOutcome
 from attnbench.errors import ConfigError
 from attnbench.kernels import dispatch
-from attnbench.run.planning import RunRequest, plan_run
 from attnbench.registry import MECHANISMS, SUITES
+from attnbench.run.planning import RunRequest, plan_run
 from attnbench.run.runner import run_plan
-from attnbench.store.schema import Cell
 from attnbench.store.database import Store
+from attnbench.store.schema import Cell
 from attnbench.suite import Suite, Task
 
 ATOL, RTOL = 5e-5, 1e-4
@@ -50,12 +51,16 @@ def run_module(name: str, hparams: dict, x: torch.Tensor) -> tuple[torch.Tensor,
 @pytest.mark.parametrize("name", sorted({name for name, _ in CASES}))
 def test_on_a_cpu_the_reference_runs_and_is_recorded(name, monkeypatch):
     monkeypatch.delenv("ATTNBENCH_KERNELS", raising=False)
-    assert run_module(name, {}, torch.randn(1, 20, 32, requires_grad=True))[2] == {name: dispatch.REFERENCE}
+    assert run_module(name, {}, torch.randn(1, 20, 32, requires_grad=True))[2] == {
+        name: dispatch.REFERENCE
+    }
 
 
 def test_off_forces_the_reference_and_a_bad_mode_is_refused(monkeypatch):
     monkeypatch.setenv("ATTNBENCH_KERNELS", "off")
-    assert run_module("linear", {}, torch.randn(1, 8, 32, requires_grad=True))[2] == {"linear": dispatch.REFERENCE}
+    assert run_module("linear", {}, torch.randn(1, 8, 32, requires_grad=True))[2] == {
+        "linear": dispatch.REFERENCE
+    }
     monkeypatch.setenv("ATTNBENCH_KERNELS", "sometimes")
     with pytest.raises(ConfigError, match="ATTNBENCH_KERNELS"):
         run_module("linear", {}, torch.randn(1, 8, 32, requires_grad=True))
@@ -101,17 +106,23 @@ class ForwardSuite(Suite):
     def run_cell(self, cell, mechanism, ctx):
         module = mechanism.build(32, **cell.hparams)
         out = module(torch.randn(1, cell.task_config["seq_len"], 32))
-        return CellOutcome(metrics={"score": float(out.detach().mean())}, budget_used=1, flops=0, steps=1, params=0)
+        return CellOutcome(
+            metrics={"score": float(out.detach().mean())}, budget_used=1, flops=0, steps=1, params=0
+        )
 
 
 @pytest.mark.parametrize("mode,implementation", [("auto", "reference"), ("on", "triton")])
-def test_each_stored_cell_names_the_implementation_it_ran(mode, implementation, monkeypatch, tmp_path):
+def test_each_stored_cell_names_the_implementation_it_ran(
+    mode, implementation, monkeypatch, tmp_path
+):
     if mode == "on":
         pytest.importorskip("triton")
     monkeypatch.setenv("ATTNBENCH_KERNELS", mode)
     SUITES.register(ForwardSuite())
     try:
-        plan = plan_run(RunRequest(suite="forward_once", mechanisms=("sliding_window", "mha"), seeds=1), "cpu")
+        plan = plan_run(
+            RunRequest(suite="forward_once", mechanisms=("sliding_window", "mha"), seeds=1), "cpu"
+        )
         store = Store.open(f"sqlite:///{tmp_path / 'r.db'}")
         assert run_plan(plan, store).ok
     finally:
@@ -120,11 +131,14 @@ def test_each_stored_cell_names_the_implementation_it_ran(mode, implementation, 
         stored = {c.mechanism: c.details for c in session.scalars(select(Cell))}
     stored = {k: json.loads(v) if isinstance(v, str) else v for k, v in stored.items()}
     assert stored["sliding_window"]["implementation"] == {"sliding_window": implementation}
-    assert "implementation" not in stored["mha"]  # a mechanism without a kernel has no choice to record
+    assert (
+        "implementation" not in stored["mha"]
+    )  # a mechanism without a kernel has no choice to record
 
 
 def test_flop_counting_sees_the_reference_even_where_kernels_are_on(monkeypatch):
-    """FlopCounterMode cannot look into a Triton kernel, so under it the reference runs and is counted."""
+    """FlopCounterMode cannot look into a Triton kernel, so under it the reference runs and is
+    counted."""
     pytest.importorskip("triton")
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -137,7 +151,8 @@ def test_flop_counting_sees_the_reference_even_where_kernels_are_on(monkeypatch)
 
 
 def test_float64_always_takes_the_reference(monkeypatch):
-    """The kernels compute in float32 at best; a float64 check (conformance runs one) gets the reference."""
+    """The kernels compute in float32 at best; a float64 check (conformance runs one) gets the
+    reference."""
     monkeypatch.setenv("ATTNBENCH_KERNELS", "on")
     module = MECHANISMS.get("sliding_window").build(32, num_heads=2, window=4).double()
     with dispatch.recording() as used:
@@ -146,8 +161,8 @@ def test_float64_always_takes_the_reference(monkeypatch):
 
 
 def test_heads_too_wide_for_the_kernels_tiles_take_the_reference(monkeypatch):
-    """A float32 head of 256 (a 1 KiB row) does not fit the block-sparse kernel's tiles in a GPU's shared
-    memory; a bfloat16 one of 256, or a float32 one of 128, does."""
+    """A float32 head of 256 (a 1 KiB row) does not fit the block-sparse kernel's tiles in a GPU's
+    shared memory; a bfloat16 one of 256, or a float32 one of 128, does."""
     monkeypatch.setenv("ATTNBENCH_KERNELS", "on")
     with dispatch.recording() as used:
         assert not dispatch.use_kernel("moba", torch.zeros(1, 1, 4, 256))

@@ -1,8 +1,11 @@
-"""The chunked lightning/linear kernel against the mechanisms' references, through Triton's interpreter.
+"""The chunked lightning/linear kernel against the mechanisms' references, through Triton's
+interpreter.
 
-Tolerance (float32): |kernel - reference| <= 5e-5 + 1e-4 |reference| for outputs and for the gradients
-of q, k and v. Lengths are not multiples of the kernel's chunk (16) nor of the reference's blocks.
+Tolerance (float32): |kernel - reference| <= 5e-5 + 1e-4 |reference| for outputs and for the
+gradients of q, k and v. Lengths are not multiples of the kernel's chunk (16) nor of the reference's
+blocks.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -12,7 +15,10 @@ pytest.importorskip("triton")
 
 from attnbench.kernels.lightning import lightning_attention, linear_attention  # noqa: E402
 from attnbench.mechanisms import lightning as reference  # noqa: E402
-from attnbench.mechanisms.linear import linear_attention_chunked, linear_attention_cumsum  # noqa: E402
+from attnbench.mechanisms.linear import (
+    linear_attention_chunked,
+    linear_attention_cumsum,
+)  # noqa: E402
 
 ATOL, RTOL = 5e-5, 1e-4
 CHUNK = 16
@@ -21,23 +27,33 @@ CHUNK = 16
 def assert_same(out: torch.Tensor, expected: torch.Tensor, inputs: list[torch.Tensor]) -> None:
     torch.testing.assert_close(out, expected, atol=ATOL, rtol=RTOL)
     grad = torch.randn_like(out)
-    for name, a, b in zip("qkv", torch.autograd.grad(out, inputs, grad), torch.autograd.grad(expected, inputs, grad)):
-        torch.testing.assert_close(a, b, atol=ATOL, rtol=RTOL, msg=lambda m, name=name: f"gradient of {name}: {m}")
+    for name, a, b in zip(
+        "qkv", torch.autograd.grad(out, inputs, grad), torch.autograd.grad(expected, inputs, grad)
+    ):
+        torch.testing.assert_close(
+            a, b, atol=ATOL, rtol=RTOL, msg=lambda m, name=name: f"gradient of {name}: {m}"
+        )
 
 
-@pytest.mark.parametrize("batch,length,value_dim,decay", [(1, 37, 16, True), (2, 50, 17, True), (1, 21, 8, False)])
+@pytest.mark.parametrize(
+    "batch,length,value_dim,decay", [(1, 37, 16, True), (2, 50, 17, True), (1, 21, 8, False)]
+)
 def test_lightning_matches_the_reference(batch, length, value_dim, decay):
     """ALiBi decays (or none), values of another width than keys (the normaliser's extra column)."""
     heads, head_dim = 2, 16
     q, k = (torch.randn(batch, heads, length, head_dim, requires_grad=True) for _ in range(2))
     v = torch.randn(batch, heads, length, value_dim, requires_grad=True)
     slopes = reference.alibi_slopes(heads) if decay else torch.zeros(heads)
-    assert_same(lightning_attention(q, k, v, slopes, CHUNK), reference.lightning_attention(q, k, v, slopes, 8),
-                [q, k, v])
+    assert_same(
+        lightning_attention(q, k, v, slopes, CHUNK),
+        reference.lightning_attention(q, k, v, slopes, 8),
+        [q, k, v],
+    )
 
 
 def test_strong_decay_stays_finite_and_local():
-    """A slope of 2 (lambda ~ 0.14) over long chunks must not overflow: the output is about q_t . k_t v_t."""
+    """A slope of 2 (lambda ~ 0.14) over long chunks must not overflow: the output is about q_t .
+    k_t v_t."""
     q, k, v = (torch.randn(1, 1, 40, 16, requires_grad=True) for _ in range(3))
     slopes = torch.tensor([2.0])
     out = lightning_attention(q, k, v, slopes, CHUNK)
@@ -60,8 +76,9 @@ def test_shapes_are_checked():
 
 
 def test_half_precision_runs_the_16_bit_path():
-    """float16 in, float32 state: the GPU path's casts (bfloat16 is the same code, but Triton 3.9's interpreter
-    multiplies bfloat16 dot operands as raw integers, so only float16 can be checked on a CPU)."""
+    """float16 in, float32 state: the GPU path's casts (bfloat16 is the same code, but Triton 3.9's
+    interpreter multiplies bfloat16 dot operands as raw integers, so only float16 can be checked on
+    a CPU)."""
     q, k, v = (torch.randn(1, 2, 37, 16) for _ in range(3))
     slopes = reference.alibi_slopes(2)
     half = [t.half().requires_grad_() for t in (q, k, v)]
@@ -71,7 +88,9 @@ def test_half_precision_runs_the_16_bit_path():
     assert out.dtype == torch.float16
     torch.testing.assert_close(out.float(), expected, atol=2e-2, rtol=2e-2)
     grad = torch.randn_like(expected)
-    for a, b in zip(torch.autograd.grad(out, half, grad.half()), torch.autograd.grad(expected, full, grad)):
+    for a, b in zip(
+        torch.autograd.grad(out, half, grad.half()), torch.autograd.grad(expected, full, grad)
+    ):
         assert a.dtype == torch.float16
         torch.testing.assert_close(a.float(), b, atol=5e-2, rtol=2e-2)
 

@@ -1,5 +1,6 @@
-"""AllMem: the banded window against its mask and `sliding_window`, the chunked memory against a token loop,
-causality, gradients, costs as declared."""
+"""AllMem: the banded window against its mask and `sliding_window`, the chunked memory against a
+token loop, causality, gradients, costs as declared."""
+
 from __future__ import annotations
 
 import pytest
@@ -21,29 +22,41 @@ def dense_mask(mask_mod, length: int) -> torch.Tensor:
     return mask_mod(None, None, positions[:, None], positions[None, :])
 
 
-@pytest.mark.parametrize("length,window,chunk", [(1, 8, 8), (7, 3, 4), (17, 5, 4), (33, 8, 8), (20, 64, 6), (9, 1, 3)])
+@pytest.mark.parametrize(
+    "length,window,chunk", [(1, 8, 8), (7, 3, 4), (17, 5, 4), (33, 8, 8), (20, 64, 6), (9, 1, 3)]
+)
 def test_banded_window_equals_dense_masked_attention(length, window, chunk):
     generator = torch.Generator().manual_seed(length)
     q, k, v = (torch.randn(2, 3, length, 4, generator=generator) for _ in range(3))
-    expected = F.scaled_dot_product_attention(q, k, v, attn_mask=dense_mask(allmem_mask_mod(window, chunk), length))
-    torch.testing.assert_close(windowed_attention(q, k, v, window, min(chunk, length)), expected,
-                               rtol=1e-5, atol=1e-5)
+    expected = F.scaled_dot_product_attention(
+        q, k, v, attn_mask=dense_mask(allmem_mask_mod(window, chunk), length)
+    )
+    torch.testing.assert_close(
+        windowed_attention(q, k, v, window, min(chunk, length)), expected, rtol=1e-5, atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("window", [1, 4, 16])
 def test_chunks_of_one_token_are_sliding_window_attention(window):
-    assert torch.equal(dense_mask(allmem_mask_mod(window, 1), 23),
-                       dense_mask(sliding_window.window_mask_mod(window, True), 23))
+    assert torch.equal(
+        dense_mask(allmem_mask_mod(window, 1), 23),
+        dense_mask(sliding_window.window_mask_mod(window, True), 23),
+    )
     torch.manual_seed(window)
     reference = sliding_window.build(16, window=window, num_heads=2)
     x = torch.randn(2, 23, 16)
     q, k, v = reference.proj.split(x)
-    torch.testing.assert_close(reference.proj.merge(windowed_attention(q, k, v, window, 1)), reference(x),
-                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        reference.proj.merge(windowed_attention(q, k, v, window, 1)),
+        reference(x),
+        rtol=1e-5,
+        atol=1e-5,
+    )
 
 
 def test_every_past_token_is_read_once_raw_or_from_memory():
-    """Query t's window starts at c C - w + 1 and its memory holds exactly the tokens before that."""
+    """Query t's window starts at c C - w + 1 and its memory holds exactly the tokens before
+    that."""
     window, chunk, length = 5, 4, 30
     mask = dense_mask(allmem_mask_mod(window, chunk), length)
     for t in range(length):
@@ -52,7 +65,9 @@ def test_every_past_token_is_read_once_raw_or_from_memory():
         assert window <= t + 1 - start <= window + chunk - 1 or start == 0
 
 
-def autograd_surprise(w1: torch.Tensor, w2: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def autograd_surprise(
+    w1: torch.Tensor, w2: torch.Tensor, k: torch.Tensor, v: torch.Tensor
+) -> tuple[torch.Tensor, ...]:
     """grad of ||M(k) - v||^2 with respect to (W1, W2), per batch element and head, by autograd."""
     with torch.enable_grad():
         w1, w2 = w1.detach().requires_grad_(), w2.detach().requires_grad_()
@@ -62,9 +77,11 @@ def autograd_surprise(w1: torch.Tensor, w2: torch.Tensor, k: torch.Tensor, v: to
 
 @torch.no_grad()
 def explicit_allmem(module: allmem.AllMem, x: torch.Tensor) -> torch.Tensor:
-    """Token by token: query t of chunk c attends over tokens c C - w + 1 .. t; at each chunk start the tokens
-    that left the window since the last one are written by one gradient step, every token's gradient taken at
-    the memory the step starts from (TTT's mini-batch), one token at a time; the per-channel gate fuses the two."""
+    """Token by token: query t of chunk c attends over tokens c C - w + 1 .. t; at each chunk start
+    the tokens that left the window since the last one are written by one gradient step, every
+    token's gradient taken at the memory the step starts from (TTT's mini-batch), one token at a
+    time; the per-channel gate fuses the two.
+    """
     batch, length, _ = x.shape
     chunk, window = min(module.chunk_size, length), module.window
     q, k, v = module.proj.split(x)
@@ -83,22 +100,36 @@ def explicit_allmem(module: allmem.AllMem, x: torch.Tensor) -> torch.Tensor:
                 step = theta[:, j, :, None, None]
                 w1, w2 = w1 - step * u1, w2 - step * u2
             written = start
-        scores = torch.einsum("bhd,bhnd->bhn", q[:, :, t], k[:, :, start: t + 1]) / q.shape[-1] ** 0.5
-        attended = torch.einsum("bhn,bhnd->bhd", torch.softmax(scores, dim=-1), v[:, :, start: t + 1])
+        scores = (
+            torch.einsum("bhd,bhnd->bhn", q[:, :, t], k[:, :, start : t + 1]) / q.shape[-1] ** 0.5
+        )
+        attended = torch.einsum(
+            "bhn,bhnd->bhd", torch.softmax(scores, dim=-1), v[:, :, start : t + 1]
+        )
         recalled = memory_read(w1, w2, memory_q[:, :, t, None])[:, :, 0]
         out[:, :, t] = gate[:, t] * attended + (1 - gate[:, t]) * recalled
     return module.proj.merge(out)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("length,window,chunk_size,num_heads", [(1, 8, 8, 1), (19, 3, 4, 2), (32, 8, 8, 1),
-                                                                (14, 5, 1, 4), (21, 2, 6, 2), (12, 40, 4, 2)])
+@pytest.mark.parametrize(
+    "length,window,chunk_size,num_heads",
+    [(1, 8, 8, 1), (19, 3, 4, 2), (32, 8, 8, 1), (14, 5, 1, 4), (21, 2, 6, 2), (12, 40, 4, 2)],
+)
 def test_chunked_memory_equals_the_token_loop(dtype, length, window, chunk_size, num_heads):
     torch.manual_seed(length + window)
-    module = allmem.build(16, num_heads=num_heads, window=window, chunk_size=chunk_size, memory_expansion=2,
-                          max_lr=0.5).to(dtype)
+    module = allmem.build(
+        16,
+        num_heads=num_heads,
+        window=window,
+        chunk_size=chunk_size,
+        memory_expansion=2,
+        max_lr=0.5,
+    ).to(dtype)
     x = torch.randn(2, length, 16, dtype=dtype)
-    torch.testing.assert_close(module(x), explicit_allmem(module, x), rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype])
+    torch.testing.assert_close(
+        module(x), explicit_allmem(module, x), rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype]
+    )
 
 
 def test_the_memory_holds_only_what_left_the_window():
@@ -111,8 +142,12 @@ def test_the_memory_holds_only_what_left_the_window():
         start = max(4 * (t // 4) - 5 + 1, 0)
         moved_k, moved_v, moved_theta = k.clone(), v.clone(), theta.clone()
         moved_k[:, :, start:], moved_v[:, :, start:], moved_theta[:, :, start:] = 0.0, 0.0, 0.5
-        torch.testing.assert_close(module.recall(q, moved_k, moved_v, moved_theta, 4)[:, :, t], base[:, :, t],
-                                   rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(
+            module.recall(q, moved_k, moved_v, moved_theta, 4)[:, :, t],
+            base[:, :, t],
+            rtol=1e-12,
+            atol=1e-12,
+        )
         if start:  # and it does hold them
             assert not torch.allclose(module.recall(q, 0 * k, v, theta, 4)[:, :, t], base[:, :, t])
 
@@ -135,8 +170,17 @@ def test_odd_lengths_and_batch_one(length):
     torch.testing.assert_close(out, explicit_allmem(module, x), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("length,hparams", [(1, {}), (7, {}), (33, {}), (33, {"window": 1, "chunk_size": 1}),
-                                            (20, {"window": 64, "memory_expansion": 3}), (32, {"window": 8})])
+@pytest.mark.parametrize(
+    "length,hparams",
+    [
+        (1, {}),
+        (7, {}),
+        (33, {}),
+        (33, {"window": 1, "chunk_size": 1}),
+        (20, {"window": 64, "memory_expansion": 3}),
+        (32, {"window": 8}),
+    ],
+)
 def test_flops_equal_flop_counter(length, hparams):
     batch, dim = 2, 16
     hparams = {"num_heads": 2, "window": 5, "chunk_size": 4, **hparams}
@@ -147,7 +191,8 @@ def test_flops_equal_flop_counter(length, hparams):
 
 
 def test_flop_breakdown():
-    # 32 tokens, w 8, C 8, D 16, 2 heads of width 8, hidden 8: bands of 8 + 7 keys, 17 tokens written
+    # 32 tokens, w 8, C 8, D 16, 2 heads of width 8, hidden 8: bands of 8 + 7 keys, 17 tokens
+    # written
     cost = allmem.flops(1, 32, 16, num_heads=2, window=8, chunk_size=8, memory_expansion=1)
     assert cost.attention == 4 * 32 * 15 * 16 + 4 * 32 * 16 * 8
     assert cost.selection == 10 * 17 * 16 * 8 + 2 * 32 * 16 * (2 + 16)
@@ -157,20 +202,35 @@ def test_flop_breakdown():
 
 
 def test_cache_is_the_window_band_and_the_memory():
-    # 21 tokens, w 8, C 4: the next query (position 21, chunk 5) reads tokens 13..21, its own slot included
-    cost = allmem.cache(21, 64, bytes_per_element=2, num_heads=2, window=8, chunk_size=4, memory_expansion=2)
+    # 21 tokens, w 8, C 4: the next query (position 21, chunk 5) reads tokens 13..21, its own slot
+    # included
+    cost = allmem.cache(
+        21, 64, bytes_per_element=2, num_heads=2, window=8, chunk_size=4, memory_expansion=2
+    )
     assert cost.kv_stored == cost.kv_read_per_token == 2 * 9 * 64 * 2
     assert cost.state == 2 * 2 * (32 * 64) * 2  # W1 and W2 of each head (width 32, hidden 64)
     assert allmem.cache(3, 64, window=8, chunk_size=4).kv_stored == 2 * 3 * 64 * 2
-    assert allmem.cache(10 ** 6, 64, window=8, chunk_size=4) == allmem.cache(24, 64, window=8, chunk_size=4)
+    assert allmem.cache(10**6, 64, window=8, chunk_size=4) == allmem.cache(
+        24, 64, window=8, chunk_size=4
+    )
     for length in (1, 5, 40):  # chunks of one token keep what sliding_window keeps
-        assert allmem.cache(length, 64, window=8, chunk_size=1).kv_stored == \
-            sliding_window.cache(length, 64, window=8).kv_stored
+        assert (
+            allmem.cache(length, 64, window=8, chunk_size=1).kv_stored
+            == sliding_window.cache(length, 64, window=8).kv_stored
+        )
 
 
-@pytest.mark.parametrize("bad,name", [({"window": 0}, "window"), ({"chunk_size": 0}, "chunk_size"),
-                                      ({"memory_expansion": 0}, "expansion"), ({"max_lr": -1.0}, "max_lr"),
-                                      ({"num_heads": 5}, "num_heads"), ({"causal": False}, "causal only")])
+@pytest.mark.parametrize(
+    "bad,name",
+    [
+        ({"window": 0}, "window"),
+        ({"chunk_size": 0}, "chunk_size"),
+        ({"memory_expansion": 0}, "expansion"),
+        ({"max_lr": -1.0}, "max_lr"),
+        ({"num_heads": 5}, "num_heads"),
+        ({"causal": False}, "causal only"),
+    ],
+)
 def test_impossible_hyperparameters_are_config_errors(bad, name):
     with pytest.raises(ConfigError, match=name):
         allmem.build(16, **bad)

@@ -1,4 +1,6 @@
-"""BMTA is the alpha-blend of this package's coord and se, alpha a sigmoid kept in (0, 1) and reported."""
+"""BMTA is the alpha-blend of this package's coord and se, alpha a sigmoid kept in (0, 1) and
+reported."""
+
 from __future__ import annotations
 
 import math
@@ -44,8 +46,12 @@ def test_in_between_it_blends_with_sigmoid_of_the_logit():
 
 def test_defaults_follow_the_official_code():
     module = bmta.build(64, **bmta.SPEC.defaults)
-    assert module.reported_values() == pytest.approx({"alpha": 1 / (1 + math.exp(-0.5))})  # logit 0.5
-    assert module.coord.conv1.weight.shape[0] == 64 // 8 and module.se.fc1.weight.shape[0] == 64 // 16
+    assert module.reported_values() == pytest.approx(
+        {"alpha": 1 / (1 + math.exp(-0.5))}
+    )  # logit 0.5
+    assert (
+        module.coord.conv1.weight.shape[0] == 64 // 8 and module.se.fc1.weight.shape[0] == 64 // 16
+    )
     assert bmta.build(64, alpha_logit_init=0.0).reported_values() == {"alpha": 0.5}
 
 
@@ -53,7 +59,9 @@ def test_alpha_gets_a_gradient_and_moves_inside_the_open_interval():
     module = bmta.build(16)
     before = module.reported_values()["alpha"]
     x = images(2, 16, 5, 5, seed=9).float()
-    (module(x) - module.coord(x).detach()).square().sum().backward()  # the loss falls as alpha rises to 1
+    (
+        module(x) - module.coord(x).detach()
+    ).square().sum().backward()  # the loss falls as alpha rises to 1
     with torch.no_grad():
         module.alpha_logit -= 1e-2 * module.alpha_logit.grad
     assert before < module.reported_values()["alpha"] < 1.0

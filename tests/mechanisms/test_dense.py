@@ -1,4 +1,6 @@
-"""dense: the model's own SDPA, equal to softmax(Q K^T * scaling + mask) V written out, costs as declared."""
+"""dense: the model's own SDPA, equal to softmax(Q K^T * scaling + mask) V written out, costs as
+declared."""
+
 from __future__ import annotations
 
 import pytest
@@ -25,21 +27,31 @@ def written_out(query, key, value, keep: torch.Tensor, scaling: float) -> torch.
 def test_equals_the_written_out_softmax(module, q_len, kv_len):
     query, key, value = qkv(2, q_len, kv_len)
     positions = torch.arange(kv_len)
-    causal = positions[None, :] <= positions[kv_len - q_len:, None]
+    causal = positions[None, :] <= positions[kv_len - q_len :, None]
     padding = torch.ones(2, 1, 1, kv_len, dtype=torch.bool)
     padding[1, ..., 0] = False  # the second example is left-padded by one token
-    out, weights = dense.build()(module, query, key, value, causal & padding, scaling=module.scaling)
+    out, weights = dense.build()(
+        module, query, key, value, causal & padding, scaling=module.scaling
+    )
     assert weights is None
-    seen = (causal & padding).any(-1).squeeze(1)  # a padding query that sees no key has no defined output
-    torch.testing.assert_close(out[seen], written_out(query, key, value, causal & padding, module.scaling)[seen],
-                               rtol=1e-10, atol=1e-10)
+    seen = (
+        (causal & padding).any(-1).squeeze(1)
+    )  # a padding query that sees no key has no defined output
+    torch.testing.assert_close(
+        out[seen],
+        written_out(query, key, value, causal & padding, module.scaling)[seen],
+        rtol=1e-10,
+        atol=1e-10,
+    )
 
 
 def test_no_mask_means_causal(module):
     query, key, value = qkv(1, 7, 7)
     out, _ = dense.build()(module, query, key, value, None, scaling=module.scaling)
     causal = torch.ones(7, 7, dtype=torch.bool).tril()
-    torch.testing.assert_close(out, written_out(query, key, value, causal, module.scaling), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(
+        out, written_out(query, key, value, causal, module.scaling), rtol=1e-10, atol=1e-10
+    )
 
 
 def test_flops_by_hand_and_as_measured(module):
@@ -53,4 +65,8 @@ def test_flops_by_hand_and_as_measured(module):
 
 def test_cache_keeps_every_key_and_value():
     # keys and values x 100 tokens x 2 kv heads x Dh 16 x 2 bytes
-    assert dense.cache(100, 2, 16).as_dict() == {"kv_stored": 12_800, "kv_read_per_token": 12_800, "state": 0}
+    assert dense.cache(100, 2, 16).as_dict() == {
+        "kv_stored": 12_800,
+        "kv_read_per_token": 12_800,
+        "state": 0,
+    }

@@ -1,5 +1,8 @@
-"""Dynamic Mask Attention: the paper's top-w biased attention token by token, w = L with A = 0 is mha, min(w, t + 1)
-keys per query from its own prefix only, the init that lets dt_proj learn, causality and costs as declared."""
+"""Dynamic Mask Attention: the paper's top-w biased attention token by token, w = L with A = 0 is
+mha, min(w, t + 1) keys per query from its own prefix only, the init that lets dt_proj learn,
+causality and costs as declared.
+"""
+
 from __future__ import annotations
 
 import pytest
@@ -17,32 +20,46 @@ TOL = dict(rtol=1e-5, atol=1e-5)
 
 @torch.no_grad()
 def explicit_dma(module: dma.DynamicMaskAttention, x: torch.Tensor) -> torch.Tensor:
-    """Token by token: delta_j = A_h softplus(w_h . v_j + b_h) over the concatenated heads' values; query t keeps
-    the w largest delta_j, j <= t (all j when bidirectional), and attends with softmax(q k / sqrt(d) + delta)."""
+    """Token by token: delta_j = A_h softplus(w_h . v_j + b_h) over the concatenated heads' values;
+    query t keeps the w largest delta_j, j <= t (all j when bidirectional), and attends with
+    softmax(q k / sqrt(d) + delta).
+    """
     q, k, v = module.proj.split(x)
     batch, heads, length, head_dim = q.shape
     values = v.transpose(1, 2).reshape(batch, length, -1)
     out = torch.zeros_like(q)
     for b in range(batch):
         for h in range(heads):
-            delta = module.A[h] * F.softplus(values[b] @ module.dt_proj.weight[h] + module.dt_proj.bias[h])
+            delta = module.A[h] * F.softplus(
+                values[b] @ module.dt_proj.weight[h] + module.dt_proj.bias[h]
+            )
             for t in range(length):
                 visible = t + 1 if module.causal else length
                 kept = delta[:visible].topk(min(module.window, visible)).indices
-                logits = k[b, h, kept] @ q[b, h, t] / head_dim ** 0.5 + delta[kept]
+                logits = k[b, h, kept] @ q[b, h, t] / head_dim**0.5 + delta[kept]
                 out[b, h, t] = torch.softmax(logits, -1) @ v[b, h, kept]
     return module.proj.merge(out)
 
 
 def scaled_up(module: dma.DynamicMaskAttention) -> dma.DynamicMaskAttention:
-    """A from N(0, 1) rather than the init's N(0, 0.02), so that the scores rank keys far apart from rounding."""
+    """A from N(0, 1) rather than the init's N(0, 0.02), so that the scores rank keys far apart
+    from rounding."""
     with torch.no_grad():
         module.A.normal_()
     return module
 
 
-@pytest.mark.parametrize("window,length,heads,causal", [(4, 17, 2, True), (1, 9, 1, True), (6, 23, 4, True),
-                                                        (8, 32, 1, True), (5, 13, 2, False), (20, 7, 2, True)])
+@pytest.mark.parametrize(
+    "window,length,heads,causal",
+    [
+        (4, 17, 2, True),
+        (1, 9, 1, True),
+        (6, 23, 4, True),
+        (8, 32, 1, True),
+        (5, 13, 2, False),
+        (20, 7, 2, True),
+    ],
+)
 def test_equals_the_paper_token_by_token(window, length, heads, causal):
     torch.manual_seed(window * 10 + length)
     module = scaled_up(dma.build(16, num_heads=heads, window=window, causal=causal))
@@ -50,7 +67,9 @@ def test_equals_the_paper_token_by_token(window, length, heads, causal):
     torch.testing.assert_close(module(x), explicit_dma(module, x), **TOL)
 
 
-@pytest.mark.parametrize("length,window,causal", [(32, 32, True), (33, 40, True), (7, 7, False), (1, 8, True)])
+@pytest.mark.parametrize(
+    "length,window,causal", [(32, 32, True), (33, 40, True), (7, 7, False), (1, 8, True)]
+)
 def test_a_window_covering_the_sequence_with_a_zero_is_mha(length, window, causal):
     torch.manual_seed(length)
     module = dma.build(16, num_heads=2, window=window, causal=causal)
@@ -91,7 +110,9 @@ def test_key_scores_are_a_softplus_of_the_values_scaled_per_head():
     module = scaled_up(dma.build(16, num_heads=2, window=4))
     v = torch.randn(2, 2, 5, 8)
     values = v.transpose(1, 2).reshape(2, 5, 16)
-    expected = module.A[:, None] * F.softplus(values @ module.dt_proj.weight.T + module.dt_proj.bias).transpose(1, 2)
+    expected = module.A[:, None] * F.softplus(
+        values @ module.dt_proj.weight.T + module.dt_proj.bias
+    ).transpose(1, 2)
     torch.testing.assert_close(module.key_scores(v), expected, **TOL)
 
 
@@ -135,7 +156,10 @@ def test_effective_flops_are_at_most_the_measured_dense_flops(length, causal):
     declared = dma.flops(batch, length, dim, num_heads=heads, window=window, causal=causal)
     # The reference: dt_proj on every value and a masked dense L x L attention.
     assert declared.selection == 2 * batch * length * dim * heads
-    assert counter.get_total_flops() == declared.projections + declared.selection + 4 * batch * length ** 2 * dim
+    assert (
+        counter.get_total_flops()
+        == declared.projections + declared.selection + 4 * batch * length**2 * dim
+    )
     assert declared.attention == 4 * batch * dim * dma.keys_read(length, window, causal)
     assert declared.attention <= 4 * batch * length * window * dim
     assert declared.total <= counter.get_total_flops()

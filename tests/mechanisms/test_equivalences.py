@@ -1,4 +1,5 @@
 """Each built-in against an independent formulation of the same computation."""
+
 from __future__ import annotations
 
 import pytest
@@ -14,9 +15,13 @@ from attnbench.mechanisms.linear import (
 @pytest.mark.parametrize("length,chunk", [(1, 4), (7, 4), (16, 4), (33, 8), (64, 64)])
 def test_chunked_linear_attention_equals_cumsum_form(length, chunk):
     generator = torch.Generator().manual_seed(length)
-    q, k, v = (torch.randn(2, 3, length, 8, generator=generator, dtype=torch.float64) for _ in range(3))
+    q, k, v = (
+        torch.randn(2, 3, length, 8, generator=generator, dtype=torch.float64) for _ in range(3)
+    )
     expected = linear_attention_cumsum(q, k, v)
-    torch.testing.assert_close(linear_attention_chunked(q, k, v, chunk), expected, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(
+        linear_attention_chunked(q, k, v, chunk), expected, rtol=1e-10, atol=1e-10
+    )
 
 
 def test_bidirectional_linear_attention_is_the_last_causal_state_everywhere():

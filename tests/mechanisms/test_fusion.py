@@ -1,4 +1,5 @@
 """The fusion built-ins against equivalent references and the properties their papers define."""
+
 from __future__ import annotations
 
 import pytest
@@ -40,7 +41,9 @@ def test_cross_equals_torch_multihead_attention_with_a_key_padding_mask():
 
 
 def test_ccam_mask_is_video_ccams_block_mask_and_plain_causal_when_square():
-    assert torch.equal(ccam.causal_cross_mask(5, 5, None), torch.ones(5, 5, dtype=torch.bool).tril())
+    assert torch.equal(
+        ccam.causal_cross_mask(5, 5, None), torch.ones(5, 5, dtype=torch.bool).tril()
+    )
     # 6 queries, 3 frames of 4 tokens: query block b = i // 2 reads frames 0..b.
     mask = ccam.causal_cross_mask(6, 12, 3)
     for i in range(6):
@@ -50,13 +53,20 @@ def test_ccam_mask_is_video_ccams_block_mask_and_plain_causal_when_square():
 
 
 @settings(max_examples=25, deadline=None)
-@given(q_len=st.integers(1, 9), kv_len=st.integers(1, 12), frames=st.one_of(st.none(), st.integers(1, 15)))
+@given(
+    q_len=st.integers(1, 9),
+    kv_len=st.integers(1, 12),
+    frames=st.one_of(st.none(), st.integers(1, 15)),
+)
 def test_ccam_queries_never_read_later_frames(q_len, kv_len, frames):
     module = _built(ccam, frames=frames)
     x, context = _tokens(1, q_len, D), _tokens(1, kv_len, D, seed=1)
     allowed = ccam.causal_cross_mask(q_len, kv_len, frames)
-    changed = torch.where(allowed[-1][None, :, None] & ~allowed[0][None, :, None], _tokens(1, kv_len, D, seed=2),
-                          context)
+    changed = torch.where(
+        allowed[-1][None, :, None] & ~allowed[0][None, :, None],
+        _tokens(1, kv_len, D, seed=2),
+        context,
+    )
     with torch.no_grad():
         moved = (module(x, changed) - module(x, context)).abs().amax(-1)[0]
     unread = ~(allowed & ~allowed[0]).any(-1)  # queries that read none of the changed tokens
@@ -99,8 +109,9 @@ def test_cue_bottleneck_reads_the_image_only_through_its_cues():
         queries = module.cues + module.condition(x.mean(1)).unsqueeze(1)
         cues = module.extract(queries, context, real[:, None, :])
         assert torch.allclose(out, module.read(x, cues, None), atol=1e-12)
-        other_question = module.extract(module.cues + module.condition(x.mean(1) + 1).unsqueeze(1), context,
-                                        real[:, None, :])
+        other_question = module.extract(
+            module.cues + module.condition(x.mean(1) + 1).unsqueeze(1), context, real[:, None, :]
+        )
         assert not torch.allclose(cues, other_question)  # the cues are question-conditioned
         restored = _built(cue_bottleneck, num_cues=3, stage="restored")
         assert not torch.allclose(restored(x, context), module(x, context))
@@ -118,36 +129,60 @@ def test_coguided_gates_the_question_with_the_guided_image():
         assert ((gate > 0) & (gate < 1)).all()  # psai * sigmoid(g) * x
         assert torch.equal(_built(coguided, psai=0.0)(x, context), torch.zeros_like(x))
         silent = torch.cat([x[:, :2], torch.zeros(2, 2, D, dtype=torch.float64)], 1)
-        assert torch.equal(module(silent, context)[:, 2:], torch.zeros(2, 2, D, dtype=torch.float64))
+        assert torch.equal(
+            module(silent, context)[:, 2:], torch.zeros(2, 2, D, dtype=torch.float64)
+        )
 
 
-BUILT_INS = [(cross, {}), (coguided, {}), (mutual, {}), (mutual, {"mask": "causal"}), (ccam, {}), (ccam, {"frames": 3}),
-             (cue_bottleneck, {}), (cue_bottleneck, {"stage": "restored"})]
+BUILT_INS = [
+    (cross, {}),
+    (coguided, {}),
+    (mutual, {}),
+    (mutual, {"mask": "causal"}),
+    (ccam, {}),
+    (ccam, {"frames": 3}),
+    (cue_bottleneck, {}),
+    (cue_bottleneck, {"stage": "restored"}),
+]
 
 
-@pytest.mark.parametrize("module,hparams", BUILT_INS, ids=lambda v: getattr(v, "__name__", str(v)).split(".")[-1])
+@pytest.mark.parametrize(
+    "module,hparams", BUILT_INS, ids=lambda v: getattr(v, "__name__", str(v)).split(".")[-1]
+)
 def test_fully_masked_rows_give_finite_outputs_and_gradients(module, hparams):
     built = _built(module, **hparams)
-    for x_real, context_real in (((True, False), (True, True)), ((True, True), (True, False)),
-                                 ((False, True), (True, False)), ((False, False), (False, False))):
+    for x_real, context_real in (
+        ((True, False), (True, True)),
+        ((True, True), (True, False)),
+        ((False, True), (True, False)),
+        ((False, False), (False, False)),
+    ):
         x = _tokens(2, 5, D).requires_grad_(True)
         context = _tokens(2, 7, D, seed=1).requires_grad_(True)
-        masks = FusionMasks(torch.tensor(x_real)[:, None].expand(2, 5).clone(),
-                            torch.tensor(context_real)[:, None].expand(2, 7).clone())
+        masks = FusionMasks(
+            torch.tensor(x_real)[:, None].expand(2, 5).clone(),
+            torch.tensor(context_real)[:, None].expand(2, 7).clone(),
+        )
         built.zero_grad()
         out = built(x, context, masks)
         out.square().sum().backward()
-        assert torch.isfinite(out).all() and torch.isfinite(x.grad).all() and torch.isfinite(context.grad).all()
+        assert (
+            torch.isfinite(out).all()
+            and torch.isfinite(x.grad).all()
+            and torch.isfinite(context.grad).all()
+        )
         assert all(torch.isfinite(p.grad).all() for p in built.parameters() if p.grad is not None)
         for row in range(2):
             if not context_real[row] and module in (cross, ccam):
-                # nothing to read: the heads give zeros, so the update is the output projection's bias
+                # nothing to read: the heads give zeros, so the update is the output projection's
+                # bias
                 assert torch.equal(out[row], built.attn.out.bias.expand_as(out[row]))
 
 
 def test_ccam_orders_the_real_question_words_whatever_the_padding():
-    mask = ccam.padded_causal_cross_mask(torch.tensor([[True] * 2 + [False] * 4]), torch.ones(1, 6, dtype=torch.bool),
-                                         None)[0]
+    mask = ccam.padded_causal_cross_mask(
+        torch.tensor([[True] * 2 + [False] * 4]), torch.ones(1, 6, dtype=torch.bool), None
+    )[0]
     assert mask[:2].tolist() == ccam.causal_cross_mask(2, 6, None).tolist()
     assert mask[1].all()  # the last real word reads the whole image
     assert mask[2:].all()  # padded queries (never read) sit after the last real one

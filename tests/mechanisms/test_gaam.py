@@ -1,4 +1,5 @@
 """Gaussian Adaptive Attention: the official formula, its causal running form, declared costs."""
+
 from __future__ import annotations
 
 import math
@@ -13,29 +14,33 @@ from attnbench.mechanisms import gaam
 EPS = 1e-8
 
 
-def official_mixture(x: torch.Tensor, mean_offset: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """The official GaussianAdaptiveAttention's un-normalised prod_i g_i along the sequence of (B, L, D),
-    written out head by head and Gaussian by Gaussian (heads are groups of channels). A single token,
-    where torch.var is undefined, gets variance eps as in the module."""
+def official_mixture(
+    x: torch.Tensor, mean_offset: torch.Tensor, scale: torch.Tensor
+) -> torch.Tensor:
+    """The official GaussianAdaptiveAttention's un-normalised prod_i g_i along the sequence of (B,
+    L, D), written out head by head and Gaussian by Gaussian (heads are groups of channels). A
+    single token, where torch.var is undefined, gets variance eps as in the module."""
     heads, gaussians = mean_offset.shape
     width = x.shape[-1] // heads
     parts = []
     for h in range(heads):
-        chunk = x[..., h * width:(h + 1) * width]
+        chunk = x[..., h * width : (h + 1) * width]
         mean = chunk.mean(1, keepdim=True)
         var = chunk.var(1, keepdim=True, correction=1 if x.shape[1] > 1 else 0) + EPS
         mixture = torch.ones_like(chunk)
         for i in range(gaussians):
             y = (chunk - (mean + mean_offset[h, i])) / var.sqrt()
             c = scale[h, i]
-            mixture = mixture * torch.exp(-(y ** 2) / (2 * c ** 2)) / torch.sqrt(2 * math.pi * c ** 2)
+            mixture = mixture * torch.exp(-(y**2) / (2 * c**2)) / torch.sqrt(2 * math.pi * c**2)
         parts.append(mixture)
     return torch.cat(parts, dim=-1)
 
 
-def module_with(dim: int, num_heads: int, num_gaussians: int, causal: bool,
-                seed: int) -> gaam.GaussianAdaptiveAttention:
-    """Learned-looking parameters in a range where the official eps clamp on the normaliser never engages."""
+def module_with(
+    dim: int, num_heads: int, num_gaussians: int, causal: bool, seed: int
+) -> gaam.GaussianAdaptiveAttention:
+    """Learned-looking parameters in a range where the official eps clamp on the normaliser never
+    engages."""
     generator = torch.Generator().manual_seed(seed)
     module = gaam.build(dim, causal=causal, num_heads=num_heads, num_gaussians=num_gaussians)
     with torch.no_grad():
@@ -59,7 +64,9 @@ def test_causal_weight_is_the_prefix_density_over_the_running_normaliser(num_hea
     x = torch.randn(2, 10, 16, generator=torch.Generator().manual_seed(1))
     offsets, scales = module.mean_offset.detach(), module.scale.detach()
     # g_s: the official density of token s on the prefix that ends at s (t = 0 is a single token)
-    arrivals = torch.stack([official_mixture(x[:, : s + 1], offsets, scales)[:, s] for s in range(1, 10)], dim=1)
+    arrivals = torch.stack(
+        [official_mixture(x[:, : s + 1], offsets, scales)[:, s] for s in range(1, 10)], dim=1
+    )
     out = module(x)
     torch.testing.assert_close(out[:, 0], x[:, 0], rtol=1e-6, atol=1e-6)
     expected = x[:, 1:] * arrivals / arrivals.cumsum(1)
@@ -74,9 +81,17 @@ def test_zero_offset_unit_scale_weights_are_the_standard_gaussian_of_the_standar
         module.scale.fill_(1.0)
     x = torch.randn(3, 9, 8, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     module = module.double()
-    ends = range(9) if causal else [8] * 9  # the statistics of the prefix ending at t, or of everything
-    y = torch.stack([(x[:, t] - x[:, : e + 1].mean(1)) / (x[:, : e + 1].var(1, correction=min(e, 1)) + EPS).sqrt()
-                     for t, e in enumerate(ends)], dim=1)
+    ends = (
+        range(9) if causal else [8] * 9
+    )  # the statistics of the prefix ending at t, or of everything
+    y = torch.stack(
+        [
+            (x[:, t] - x[:, : e + 1].mean(1))
+            / (x[:, : e + 1].var(1, correction=min(e, 1)) + EPS).sqrt()
+            for t, e in enumerate(ends)
+        ],
+        dim=1,
+    )
     density = torch.distributions.Normal(0.0, 1.0).log_prob(y).exp()
     torch.testing.assert_close(module.mixture(x), density * math.sqrt(2 * math.pi))
     normaliser = density.cumsum(1) if causal else density.sum(1, keepdim=True)
@@ -88,7 +103,9 @@ def test_zero_offset_unit_scale_weights_are_the_standard_gaussian_of_the_standar
 
 def test_causal_weights_are_a_distribution_over_each_prefix():
     module = module_with(8, 2, 3, causal=True, seed=3)
-    g = module.mixture(torch.randn(2, 12, 8, generator=torch.Generator().manual_seed(3))).permute(2, 0, 1)
+    g = module.mixture(torch.randn(2, 12, 8, generator=torch.Generator().manual_seed(3))).permute(
+        2, 0, 1
+    )
     weights_seen_at_t = g[..., None, :] / g.cumsum(-1)[..., :, None]  # (D, B, t, s)
     upto_t = torch.ones(12, 12, dtype=torch.bool).tril()
     torch.testing.assert_close((weights_seen_at_t * upto_t).sum(-1), torch.ones(8, 2, 12))
@@ -123,27 +140,38 @@ def test_declared_flops_equal_flop_counter(num_heads, num_gaussians, causal):
     module = gaam.build(dim, causal=causal, num_heads=num_heads, num_gaussians=num_gaussians)
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         module(torch.randn(batch, length, dim))
-    declared = gaam.flops(batch, length, dim, causal=causal, num_heads=num_heads, num_gaussians=num_gaussians)
+    declared = gaam.flops(
+        batch, length, dim, causal=causal, num_heads=num_heads, num_gaussians=num_gaussians
+    )
     assert declared.total == counter.get_total_flops() == 0  # elementwise only
     assert declared.selection == declared.projections == 0 and gaam.SPEC.flops_exact
 
 
 def test_cache_is_a_fixed_state_of_three_numbers_per_channel():
-    short, long = gaam.cache(10, 64, bytes_per_element=2), gaam.cache(10_000, 64, bytes_per_element=2)
+    short, long = (
+        gaam.cache(10, 64, bytes_per_element=2),
+        gaam.cache(10_000, 64, bytes_per_element=2),
+    )
     assert short == long
-    assert short.kv_stored == 0 and short.state == 3 * 64 * 2 and short.kv_read_per_token == short.state
+    assert (
+        short.kv_stored == 0
+        and short.state == 3 * 64 * 2
+        and short.kv_read_per_token == short.state
+    )
 
 
-@pytest.mark.parametrize("hparams,name", [({"num_heads": 5}, "num_heads=5"), ({"num_gaussians": 0}, "num_gaussians=0")])
+@pytest.mark.parametrize(
+    "hparams,name", [({"num_heads": 5}, "num_heads=5"), ({"num_gaussians": 0}, "num_gaussians=0")]
+)
 def test_impossible_hyper_parameters_are_clear_errors(hparams, name):
     with pytest.raises(ConfigError, match=name):
         gaam.build(32, **hparams)
 
 
 def test_gradients_stay_finite_when_the_first_density_is_capped():
-    """Once an offset leaves zero, a one-token prefix (variance EPS) has its density at the exp(-80) cap,
-    so the normaliser at t = 0 is ~1e-35; the backward pass must not square its reciprocal (MQAR
-    training went NaN at step 25 when it did)."""
+    """Once an offset leaves zero, a one-token prefix (variance EPS) has its density at the exp(-80)
+    cap, so the normaliser at t = 0 is ~1e-35; the backward pass must not square its reciprocal
+    (MQAR training went NaN at step 25 when it did)."""
     module = gaam.build(64, causal=True, num_heads=1, num_gaussians=5)
     with torch.no_grad():
         module.mean_offset.fill_(-1e-3)

@@ -1,5 +1,6 @@
-"""Landmark Attention: the paper's grouped softmax token by token, weights that sum to 1, one block is
-causal attention, retrieving every block is the training form, no leak, and costs as declared."""
+"""Landmark Attention: the paper's grouped softmax token by token, weights that sum to 1, one block
+is causal attention, retrieving every block is the training form, no leak, and costs as declared."""
+
 from __future__ import annotations
 
 import pytest
@@ -23,11 +24,13 @@ def make(dim: int = 16, num_heads: int = 2, **hparams: int) -> landmark.Landmark
 
 
 @torch.no_grad()
-def explicit_landmark(module: landmark.LandmarkAttention, x: torch.Tensor, retrieve: bool) -> torch.Tensor:
-    """The paper token by token. Query t in block b: one softmax over the landmark scores of the past blocks
-    (the top-k of them when retrieving) and the scores of its own block's tokens up to t; a past block's
-    share is spread over its tokens by a softmax over them. The landmark key of block g is its keys read
-    by the learned landmark query u."""
+def explicit_landmark(
+    module: landmark.LandmarkAttention, x: torch.Tensor, retrieve: bool
+) -> torch.Tensor:
+    """The paper token by token. Query t in block b: one softmax over the landmark scores of the
+    past blocks (the top-k of them when retrieving) and the scores of its own block's tokens up to
+    t; a past block's share is spread over its tokens by a softmax over them. The landmark key of
+    block g is its keys read by the learned landmark query u."""
     q, k, v = module.proj.split(x)
     batch, heads, length, head_dim = q.shape
     c = module.block_size
@@ -38,19 +41,27 @@ def explicit_landmark(module: landmark.LandmarkAttention, x: torch.Tensor, retri
             for t in range(length):
                 own = range(t // c * c, t + 1)
                 past = list(range(t // c))
-                landmark_keys = [torch.softmax(k[b, h, g * c:(g + 1) * c] @ u / head_dim ** 0.5, 0)
-                                 @ k[b, h, g * c:(g + 1) * c] for g in past]
-                landmark_scores = {g: float(q[b, h, t] @ key) / head_dim ** 0.5 for g, key in zip(past, landmark_keys)}
+                landmark_keys = [
+                    torch.softmax(k[b, h, g * c : (g + 1) * c] @ u / head_dim**0.5, 0)
+                    @ k[b, h, g * c : (g + 1) * c]
+                    for g in past
+                ]
+                landmark_scores = {
+                    g: float(q[b, h, t] @ key) / head_dim**0.5
+                    for g, key in zip(past, landmark_keys)
+                }
                 if retrieve:
                     past = sorted(past, key=landmark_scores.get, reverse=True)[: module.top_k]
-                logits = torch.tensor([landmark_scores[g] for g in past]
-                                      + [float(q[b, h, t] @ k[b, h, j]) / head_dim ** 0.5 for j in own])
+                logits = torch.tensor(
+                    [landmark_scores[g] for g in past]
+                    + [float(q[b, h, t] @ k[b, h, j]) / head_dim**0.5 for j in own]
+                )
                 top = torch.softmax(logits.to(x.dtype), 0)
                 for share, g in zip(top[: len(past)], past):
                     block = slice(g * c, (g + 1) * c)
-                    within = torch.softmax(k[b, h, block] @ q[b, h, t] / head_dim ** 0.5, 0)
+                    within = torch.softmax(k[b, h, block] @ q[b, h, t] / head_dim**0.5, 0)
                     out[b, h, t] += share * within @ v[b, h, block]
-                out[b, h, t] += top[len(past):] @ v[b, h, own.start: t + 1]
+                out[b, h, t] += top[len(past) :] @ v[b, h, own.start : t + 1]
     return module.proj.merge(out)
 
 
@@ -67,13 +78,18 @@ def test_equals_the_papers_grouped_softmax_token_by_token(block_size, top_k, len
 def test_grouped_softmax_weights_sum_to_one_and_skip_the_future_and_unretrieved_blocks(top_k):
     torch.manual_seed(0)
     length, c = 19, 3
-    scores, landmark_scores = torch.randn(2, 2, length, length), torch.randn(2, 2, length, length // c)
+    scores, landmark_scores = (
+        torch.randn(2, 2, length, length),
+        torch.randn(2, 2, length, length // c),
+    )
     weights = landmark.grouped_softmax(scores, landmark_scores, c, top_k)
     torch.testing.assert_close(weights.sum(-1), torch.ones(2, 2, length), **TOL)
     t = torch.arange(length)
     assert torch.equal(weights[..., t[:, None] < t], torch.zeros_like(weights[..., t[:, None] < t]))
     m = length // c
-    mass = weights[..., : m * c].unflatten(-1, (m, c)).sum(-1)  # what each query gives each complete block
+    mass = (
+        weights[..., : m * c].unflatten(-1, (m, c)).sum(-1)
+    )  # what each query gives each complete block
     past_blocks_read = ((mass > 0) & (torch.arange(m) < (t // c)[:, None])).sum(-1)
     expected = t // c if top_k is None else (t // c).clamp(max=top_k)
     assert torch.equal(past_blocks_read, expected.expand(2, 2, -1))
@@ -103,13 +119,16 @@ def test_landmark_keys_start_as_block_means_and_the_landmark_query_learns():
     torch.manual_seed(0)
     module = landmark.build(16, num_heads=2, block_size=4, top_k=2)
     k = torch.randn(2, 2, 14, 8)
-    torch.testing.assert_close(module.landmark_keys(k), k[:, :, :12].unflatten(2, (3, 4)).mean(3), **TOL)
+    torch.testing.assert_close(
+        module.landmark_keys(k), k[:, :, :12].unflatten(2, (3, 4)).mean(3), **TOL
+    )
     module(torch.randn(2, 14, 16)).square().sum().backward()
     assert module.landmark_query.grad.abs().sum() > 0
 
 
 def test_no_causal_leak_in_eval_mode():
-    """Conformance checks a module as built (training mode); retrieval at evaluation must not leak either."""
+    """Conformance checks a module as built (training mode); retrieval at evaluation must not
+    leak either."""
     torch.manual_seed(1)
     module = make(block_size=3, top_k=2).double().eval()
     x = torch.randn(1, 19, 16, dtype=torch.float64)
@@ -128,7 +147,9 @@ def test_odd_lengths_and_batch_one(length):
 
 @pytest.mark.parametrize("length,block_size", [(1, 4), (7, 4), (32, 4), (33, 50), (101, 7)])
 def test_landmarks_scored_counts_each_query(length, block_size):
-    assert landmark.landmarks_scored(length, block_size) == sum(t // block_size for t in range(length))
+    assert landmark.landmarks_scored(length, block_size) == sum(
+        t // block_size for t in range(length)
+    )
 
 
 @pytest.mark.parametrize("length", [1, 4, 9, 33])
@@ -138,26 +159,42 @@ def test_effective_flops_are_at_most_the_measured_dense_flops(length):
     with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
         module(torch.randn(batch, length, dim))
     declared = landmark.flops(batch, length, dim, num_heads=2, block_size=c, top_k=2)
-    # The reference: full L x L scores and mixing, every query against every complete block's landmark,
-    # and the landmark keys of all complete blocks.
+    # The reference: full L x L scores and mixing, every query against every complete block's
+    # landmark, and the landmark keys of all complete blocks.
     m = length // c
-    dense = declared.projections + 4 * batch * length * length * dim + 2 * batch * length * m * dim + 4 * batch * m * c * dim
+    dense = (
+        declared.projections
+        + 4 * batch * length * length * dim
+        + 2 * batch * length * m * dim
+        + 4 * batch * m * c * dim
+    )
     assert counter.get_total_flops() == dense
     assert declared.total <= dense
     assert declared.attention == 4 * batch * dim * length * (length + 1) // 2
 
 
 def test_cache_keeps_everything_and_reads_landmarks_k_blocks_and_the_own_block():
-    # 33 tokens in blocks of 4: 8 landmark keys; the next token reads them, 2 blocks and its block's 1 token.
+    # 33 tokens in blocks of 4: 8 landmark keys; the next token reads them, 2 blocks and its block's
+    # 1 token.
     cost = landmark.cache(33, 64, bytes_per_element=2, block_size=4, top_k=2)
     assert cost.kv_stored == (2 * 33 + 8) * 64 * 2 and cost.state == 0
     assert cost.kv_read_per_token == (2 * (2 * 4 + 1) + 8) * 64 * 2
     long = landmark.cache(4096, 64, **landmark.SPEC.defaults)
-    assert long.kv_stored > mha.cache(4096, 64).kv_stored and long.kv_read_per_token < mha.cache(4096, 64).kv_stored / 4
+    assert (
+        long.kv_stored > mha.cache(4096, 64).kv_stored
+        and long.kv_read_per_token < mha.cache(4096, 64).kv_stored / 4
+    )
 
 
-@pytest.mark.parametrize("bad,name", [({"block_size": 0}, "block_size"), ({"top_k": 0}, "top_k"),
-                                      ({"num_heads": 5}, "num_heads"), ({"causal": False}, "causal only")])
+@pytest.mark.parametrize(
+    "bad,name",
+    [
+        ({"block_size": 0}, "block_size"),
+        ({"top_k": 0}, "top_k"),
+        ({"num_heads": 5}, "num_heads"),
+        ({"causal": False}, "causal only"),
+    ],
+)
 def test_impossible_hyperparameters_are_config_errors(bad, name):
     with pytest.raises(ConfigError, match=name):
         landmark.build(16, **bad)

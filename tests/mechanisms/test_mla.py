@@ -1,4 +1,6 @@
-"""Multi-head latent attention: absorbed = expanded form, only the latent is cached, costs as declared."""
+"""Multi-head latent attention: absorbed = expanded form, only the latent is cached, costs as
+declared."""
+
 from __future__ import annotations
 
 import pytest
@@ -15,8 +17,11 @@ EXPLICIT = {"kv_lora_rank": 12, "qk_rope_head_dim": 6, "qk_nope_head_dim": 5, "v
 
 
 @pytest.mark.parametrize("causal", [True, False])
-@pytest.mark.parametrize("hparams", [{"num_heads": 1}, {"num_heads": 4}, {"num_heads": 3, **EXPLICIT}],
-                         ids=["one_head", "four_heads", "explicit_widths"])
+@pytest.mark.parametrize(
+    "hparams",
+    [{"num_heads": 1}, {"num_heads": 4}, {"num_heads": 3, **EXPLICIT}],
+    ids=["one_head", "four_heads", "explicit_widths"],
+)
 def test_absorbed_form_equals_expand_then_attend(causal, hparams):
     torch.manual_seed(0)
     module = mla.build(48, causal=causal, **hparams)
@@ -25,33 +30,49 @@ def test_absorbed_form_equals_expand_then_attend(causal, hparams):
 
 
 def test_absorbed_form_attends_over_the_cache_alone():
-    """Decoding the last token from the cached (c, k^R) of all tokens gives the training output there."""
+    """Decoding the last token from the cached (c, k^R) of all tokens gives the training output
+    there."""
     torch.manual_seed(1)
     module = mla.build(32, num_heads=4).double()
     x = torch.randn(1, 9, 32, dtype=torch.float64)
     n = module.dims
     c, k_r = module.latent(x)
     q_c, q_r = module.queries(x)
-    q = torch.cat([q_c[:, :, -1:] @ module.w_uk.weight.view(n.heads, n.nope, n.rank), q_r[:, :, -1:]], dim=-1)
+    q = torch.cat(
+        [q_c[:, :, -1:] @ module.w_uk.weight.view(n.heads, n.nope, n.rank), q_r[:, :, -1:]], dim=-1
+    )
     cached = torch.cat([c, k_r], dim=-1)  # (1, L, d_c + d_h^R): the whole per-layer cache
     weights = torch.softmax((q @ cached.transpose(-1, -2).unsqueeze(1)) * module.scale, dim=-1)
-    heads = (weights @ c.unsqueeze(1)) @ module.w_uv.weight.view(n.heads, n.value, n.rank).transpose(-1, -2)
-    torch.testing.assert_close(module.output(heads)[:, -1], module(x)[:, -1], rtol=1e-10, atol=1e-10)
+    heads = (weights @ c.unsqueeze(1)) @ module.w_uv.weight.view(
+        n.heads, n.value, n.rank
+    ).transpose(-1, -2)
+    torch.testing.assert_close(
+        module.output(heads)[:, -1], module(x)[:, -1], rtol=1e-10, atol=1e-10
+    )
 
 
 def test_with_full_rank_identity_latent_and_no_rope_it_is_mha():
-    """The algebra of MECHANISMS.md: r = D, W^DKV = I, no latent norm, zero RoPE key, W^UK = W_K, W^UV = W_V."""
+    """The algebra of MECHANISMS.md: r = D, W^DKV = I, no latent norm, zero RoPE key, W^UK = W_K,
+    W^UV = W_V."""
     torch.manual_seed(2)
     dim, num_heads, head_dim, rope = 16, 2, 8, 4
     dense = mha.build(dim, num_heads=num_heads, bias=False)
-    latent = mla.build(dim, num_heads=num_heads, kv_lora_rank=dim, qk_rope_head_dim=rope,
-                       qk_nope_head_dim=head_dim, v_head_dim=head_dim)
+    latent = mla.build(
+        dim,
+        num_heads=num_heads,
+        kv_lora_rank=dim,
+        qk_rope_head_dim=rope,
+        qk_nope_head_dim=head_dim,
+        v_head_dim=head_dim,
+    )
     w_q, w_k, w_v = dense.proj.qkv.weight.detach().split(dim)
     latent.kv_norm = nn.Identity()
     with torch.no_grad():
         latent.w_dkv.weight.copy_(torch.eye(dim))
         latent.w_kr.weight.zero_()
-        latent.w_q.weight.copy_(w_q * ((head_dim + rope) / head_dim) ** 0.5)  # undo MLA's wider score scale
+        latent.w_q.weight.copy_(
+            w_q * ((head_dim + rope) / head_dim) ** 0.5
+        )  # undo MLA's wider score scale
         latent.w_uk.weight.copy_(w_k)
         latent.w_uv.weight.copy_(w_v)
         latent.w_o.weight.copy_(dense.proj.out_proj.weight)
@@ -72,7 +93,9 @@ def test_cache_at_scaled_defaults_against_mha():
     assert (dims.rank, dims.rope, dims.nope, dims.value) == (512, 32, 32, 64)
     cost = mla.cache(1000, 2048, bytes_per_element=2, num_heads=32)
     assert cost.kv_stored == 1000 * (512 + 32) * 2
-    assert mha.cache(1000, 2048).kv_stored == cost.kv_stored * 4096 // 544  # 2 H d_h vs d_c + d_h^R per token
+    assert (
+        mha.cache(1000, 2048).kv_stored == cost.kv_stored * 4096 // 544
+    )  # 2 H d_h vs d_c + d_h^R per token
 
 
 def test_smoke_cache_matches_gqa_smoke_and_halves_mha():
@@ -91,8 +114,10 @@ def test_smoke_cache_matches_gqa_smoke_and_halves_mha():
 
 
 @pytest.mark.parametrize("causal", [True, False])
-@pytest.mark.parametrize("dim,hparams,length", [(32, {"num_heads": 1}, 1), (32, {"num_heads": 4}, 7),
-                                                (48, {"num_heads": 3, **EXPLICIT}, 13)])
+@pytest.mark.parametrize(
+    "dim,hparams,length",
+    [(32, {"num_heads": 1}, 1), (32, {"num_heads": 4}, 7), (48, {"num_heads": 3, **EXPLICIT}, 13)],
+)
 def test_flops_equal_flop_counter(causal, dim, hparams, length):
     module = mla.build(dim, causal=causal, **hparams)
     with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
@@ -109,29 +134,39 @@ def test_flops_formula():
 
 
 def test_no_causal_leak_in_the_absorbed_form():
-    """Conformance checks `forward`; the decoding form with W_UK absorbed into the query must not leak either."""
+    """Conformance checks `forward`; the decoding form with W_UK absorbed into the query must not
+    leak either."""
     torch.manual_seed(0)
     module = mla.build(32, num_heads=4).double()
-    assert_no_causal_leak(module.forward_absorbed, torch.randn(1, 12, 32, dtype=torch.float64), rtol=1e-12,
-                          atol=1e-12)
+    assert_no_causal_leak(
+        module.forward_absorbed, torch.randn(1, 12, 32, dtype=torch.float64), rtol=1e-12, atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_a_lone_token_gives_the_scores_no_gradient(dtype):
-    """At L = 1 a token attends only to itself: no gradient reaches the query/key side, every other weight learns."""
+    """At L = 1 a token attends only to itself: no gradient reaches the query/key side, every
+    other weight learns."""
     module = mla.build(24, num_heads=3).to(dtype)
     module(torch.randn(1, 1, 24, dtype=dtype)).square().sum().backward()
     scoring = {"w_q.weight", "w_qr.weight", "w_uk.weight", "w_kr.weight"}
-    assert all(p.grad is not None and (p.grad.abs().sum() > 0) != (name in scoring)
-               for name, p in module.named_parameters())
+    assert all(
+        p.grad is not None and (p.grad.abs().sum() > 0) != (name in scoring)
+        for name, p in module.named_parameters()
+    )
 
 
-@pytest.mark.parametrize("hparams,name", [({"qk_rope_head_dim": 5}, "qk_rope_head_dim=5"),
-                                          ({"qk_rope_head_dim": 0}, "qk_rope_head_dim=0"),
-                                          ({"kv_lora_rank": 0}, "kv_lora_rank=0"),
-                                          ({"qk_nope_head_dim": 0}, "qk_nope_head_dim=0"),
-                                          ({"v_head_dim": -1}, "v_head_dim=-1"),
-                                          ({"num_heads": 5}, "num_heads=5")])
+@pytest.mark.parametrize(
+    "hparams,name",
+    [
+        ({"qk_rope_head_dim": 5}, "qk_rope_head_dim=5"),
+        ({"qk_rope_head_dim": 0}, "qk_rope_head_dim=0"),
+        ({"kv_lora_rank": 0}, "kv_lora_rank=0"),
+        ({"qk_nope_head_dim": 0}, "qk_nope_head_dim=0"),
+        ({"v_head_dim": -1}, "v_head_dim=-1"),
+        ({"num_heads": 5}, "num_heads=5"),
+    ],
+)
 def test_impossible_widths_are_clear_errors(hparams, name):
     with pytest.raises(ConfigError, match=f"^{name} "):
         mla.build(32, **hparams)

@@ -1,4 +1,5 @@
 """Mixture-of-Head attention: routing, the mha equivalence, causality, declared costs."""
+
 from __future__ import annotations
 
 import pytest
@@ -18,16 +19,22 @@ def flat_routers(module: moh.MixtureOfHeadAttention) -> None:
             torch.nn.init.zeros_(router.weight)
 
 
-@pytest.mark.parametrize("num_heads,shared_heads,top_k", [(4, 2, 2), (4, 0, 4), (4, 4, 0), (4, 1, 3), (1, 1, 0)])
+@pytest.mark.parametrize(
+    "num_heads,shared_heads,top_k", [(4, 2, 2), (4, 0, 4), (4, 4, 0), (4, 1, 3), (1, 1, 0)]
+)
 @pytest.mark.parametrize("causal", [True, False])
 def test_all_heads_active_with_equal_weights_is_mha(num_heads, shared_heads, top_k, causal):
     torch.manual_seed(0)
-    mixture = moh.build(32, causal=causal, num_heads=num_heads, shared_heads=shared_heads, top_k=top_k)
+    mixture = moh.build(
+        32, causal=causal, num_heads=num_heads, shared_heads=shared_heads, top_k=top_k
+    )
     dense = mha.build(32, causal=causal, num_heads=num_heads)
     mixture.proj.load_state_dict(dense.proj.state_dict())
     flat_routers(mixture)
     x = torch.randn(2, 11, 32)
-    torch.testing.assert_close(mixture.head_gates(x), torch.ones(2, 11, num_heads), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(
+        mixture.head_gates(x), torch.ones(2, 11, num_heads), rtol=1e-6, atol=1e-6
+    )
     torch.testing.assert_close(mixture(x), dense(x), rtol=1e-5, atol=1e-5)
 
 
@@ -50,7 +57,9 @@ def explicit_moh(module: moh.MixtureOfHeadAttention, x: torch.Tensor) -> torch.T
             for i in range(h_s):
                 out[b, i, t] = a1 * shared[i] * heads[b, i, t]
             for j in chosen.tolist():
-                out[b, h_s + j, t] = a2 * routed[j] / routed[chosen].sum() * top_k * heads[b, h_s + j, t]
+                out[b, h_s + j, t] = (
+                    a2 * routed[j] / routed[chosen].sum() * top_k * heads[b, h_s + j, t]
+                )
     return module.proj.merge(out)
 
 
@@ -67,8 +76,11 @@ def test_each_token_activates_the_shared_heads_and_exactly_top_k_routed_heads():
     gates = module.head_gates(torch.randn(3, 13, 32))
     assert (gates[..., :2] > 0).all()
     assert ((gates[..., 2:] > 0).sum(-1) == 3).all()
-    # two-stage weights: the shared group sums to 2 a1 h_s, the routed one to 2 a2 K, and a1 + a2 = 1
-    assert torch.allclose(gates[..., :2].sum(-1) / 2 + gates[..., 2:].sum(-1) / 3, torch.full((3, 13), 2.0))
+    # two-stage weights: the shared group sums to 2 a1 h_s, the routed one to 2 a2 K, and a1 + a2 =
+    # 1
+    assert torch.allclose(
+        gates[..., :2].sum(-1) / 2 + gates[..., 2:].sum(-1) / 3, torch.full((3, 13), 2.0)
+    )
 
 
 def test_a_head_routed_off_does_not_contribute():
@@ -81,7 +93,7 @@ def test_a_head_routed_off_does_not_contribute():
     before = module(x)
     head_dim = dim // num_heads
     with torch.no_grad():  # change only that head's values
-        module.proj.qkv.weight[2 * dim + head * head_dim: 2 * dim + (head + 1) * head_dim] += 1.0
+        module.proj.qkv.weight[2 * dim + head * head_dim : 2 * dim + (head + 1) * head_dim] += 1.0
     after = module(x)
     torch.testing.assert_close(after[0, token], before[0, token], rtol=1e-6, atol=1e-6)
     assert not torch.allclose(after, before)
@@ -100,13 +112,17 @@ def test_effective_flops_are_the_active_share_of_the_dense_reference(causal):
     assert declared.selection == 2 * batch * length * dim * (5 + 2 + 3)  # W_r, W_h, W_s
     assert declared.projections == dense.projections
     assert declared.attention * 8 == dense.attention * (3 + 2)
-    assert counter.get_total_flops() == dense.total + declared.selection  # the reference computes every head
+    assert (
+        counter.get_total_flops() == dense.total + declared.selection
+    )  # the reference computes every head
     assert declared.total < counter.get_total_flops()
     assert not moh.SPEC.flops_exact
 
 
 def test_flops_with_every_head_active_and_no_routers_equal_mha():
-    assert moh.flops(2, 10, 32, num_heads=1, shared_heads=1, top_k=0) == mha.flops(2, 10, 32, num_heads=1)
+    assert moh.flops(2, 10, 32, num_heads=1, shared_heads=1, top_k=0) == mha.flops(
+        2, 10, 32, num_heads=1
+    )
     for shared_heads, top_k in ((4, 0), (0, 4), (2, 2)):
         declared = moh.flops(2, 10, 32, num_heads=4, shared_heads=shared_heads, top_k=top_k)
         assert declared.attention == mha.flops(2, 10, 32, num_heads=4).attention
@@ -127,13 +143,16 @@ def test_load_balancing_loss_is_top_k_for_a_flat_router():
     torch.testing.assert_close(module.load_balancing_loss, torch.tensor(2.0))
 
 
-@pytest.mark.parametrize("hparams,name", [
-    ({"num_heads": 4, "shared_heads": 5, "top_k": 0}, "shared_heads=5"),
-    ({"num_heads": 4, "shared_heads": 2, "top_k": 3}, "top_k=3"),
-    ({"num_heads": 4, "shared_heads": 2, "top_k": 0}, "top_k=0"),
-    ({"num_heads": 4, "shared_heads": 4, "top_k": 1}, "top_k=1"),
-    ({"num_heads": 5, "shared_heads": 1, "top_k": 1}, "num_heads=5"),
-])
+@pytest.mark.parametrize(
+    "hparams,name",
+    [
+        ({"num_heads": 4, "shared_heads": 5, "top_k": 0}, "shared_heads=5"),
+        ({"num_heads": 4, "shared_heads": 2, "top_k": 3}, "top_k=3"),
+        ({"num_heads": 4, "shared_heads": 2, "top_k": 0}, "top_k=0"),
+        ({"num_heads": 4, "shared_heads": 4, "top_k": 1}, "top_k=1"),
+        ({"num_heads": 5, "shared_heads": 1, "top_k": 1}, "num_heads=5"),
+    ],
+)
 def test_impossible_hyper_parameters_are_clear_errors(hparams, name):
     with pytest.raises(ConfigError, match=name):
         moh.build(32, **hparams)

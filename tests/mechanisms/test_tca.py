@@ -1,6 +1,7 @@
-"""TCA-Attention: dense when every token is kept (attention function and model), the least redundant keys are
-the core tokens, an evicted key is invisible, decoding with a cache equals the full pass, measured budget =
-declared, calibration."""
+"""TCA-Attention: dense when every token is kept (attention function and model), the least redundant
+keys are the core tokens, an evicted key is invisible, decoding with a cache equals the full pass,
+measured budget = declared, calibration."""
+
 from __future__ import annotations
 
 import pytest
@@ -29,10 +30,14 @@ def installed(model, **hparams):
 def test_keeping_every_token_is_dense(module, q_len, kv_len):
     query, key, value = qkv(2, q_len, kv_len, dtype=torch.float32)
     positions = torch.arange(kv_len)
-    mask = (positions[None, :] <= positions[kv_len - q_len:, None])[None, None].repeat(2, 1, 1, 1)
+    mask = (positions[None, :] <= positions[kv_len - q_len :, None])[None, None].repeat(2, 1, 1, 1)
     mask[1, ..., 0] = False  # left padding in the second example
-    out, _ = tca.build(block_size=4, window=8, keep=4)(module, query, key, value, mask, scaling=module.scaling)
-    torch.testing.assert_close(out, dense.build()(module, query, key, value, mask, scaling=module.scaling)[0], **TOL)
+    out, _ = tca.build(block_size=4, window=8, keep=4)(
+        module, query, key, value, mask, scaling=module.scaling
+    )
+    torch.testing.assert_close(
+        out, dense.build()(module, query, key, value, mask, scaling=module.scaling)[0], **TOL
+    )
 
 
 def test_keeping_every_token_through_the_model_gives_dense_logits():
@@ -51,7 +56,12 @@ def test_the_least_redundant_keys_are_kept():
     _, blocks = tca.redundancy(key, 4)
     assert blocks[0, 0, 0] > 0.6 > blocks[0, 0, 1]
     kept = tca.kept_keys(key, 4, 1, None)
-    assert kept[0, 0, :4].tolist() == [False, False, False, True]  # the perturbed copy is the least redundant
+    assert kept[0, 0, :4].tolist() == [
+        False,
+        False,
+        False,
+        True,
+    ]  # the perturbed copy is the least redundant
     assert int(kept[0, 0, 4:].sum()) == 1
 
 
@@ -65,7 +75,9 @@ def test_an_evicted_key_is_invisible_once_out_of_the_window(module):
     before, _ = attention(module, query, key, value, None, scaling=module.scaling)
     after, _ = attention(module, query, key, moved, None, scaling=module.scaling)
     # block 0 leaves the raw window of query t once w_t >= 4, i.e. from t = 11 on
-    assert torch.equal(after[:, 11:], before[:, 11:]) and not torch.equal(after[:, :11], before[:, :11])
+    assert torch.equal(after[:, 11:], before[:, 11:]) and not torch.equal(
+        after[:, :11], before[:, :11]
+    )
 
 
 def test_decoding_with_a_cache_equals_the_full_pass():
@@ -73,12 +85,22 @@ def test_decoding_with_a_cache_equals_the_full_pass():
     attention = installed(model)
     prompt = torch.randint(4, 45, (1, 30), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        out = model.generate(prompt, do_sample=False, max_new_tokens=6, eos_token_id=None, pad_token_id=0,
-                             output_logits=True, return_dict_in_generate=True)
+        out = model.generate(
+            prompt,
+            do_sample=False,
+            max_new_tokens=6,
+            eos_token_id=None,
+            pad_token_id=0,
+            output_logits=True,
+            return_dict_in_generate=True,
+        )
         steps = torch.stack(out.logits, 1)
         torch.testing.assert_close(steps, model(out.sequences).logits[:, 29:35], **TOL)
     # after the last decoding step the cache keeps the raw window and one core pair per older block
-    assert attention.last_stats["kv_bytes_kept"] == tca.cache(36, 2, 16, bytes_per_element=4, **SMALL).kv_stored
+    assert (
+        attention.last_stats["kv_bytes_kept"]
+        == tca.cache(36, 2, 16, bytes_per_element=4, **SMALL).kv_stored
+    )
 
 
 def test_the_measured_budget_is_the_declared_one(module):
@@ -88,20 +110,32 @@ def test_the_measured_budget_is_the_declared_one(module):
     stats = attention.last_stats
     assert stats["pairs"] == 2 * 4 * tca.pairs_per_head(45, 4, 8, 2) and stats["density"] < 0.75
     declared = tca.flops(2, 45, 4, 16, num_kv_heads=2, **SMALL)
-    assert declared.attention == stats["attention_flops"] and declared.selection == stats["selection_flops"]
-    assert stats["kv_bytes_kept"] == 2 * tca.cache(45, 2, 16, bytes_per_element=4, **SMALL).kv_stored
+    assert (
+        declared.attention == stats["attention_flops"]
+        and declared.selection == stats["selection_flops"]
+    )
+    assert (
+        stats["kv_bytes_kept"] == 2 * tca.cache(45, 2, 16, bytes_per_element=4, **SMALL).kv_stored
+    )
 
 
 def test_calibration_sets_per_head_budgets():
     model, tokenizer = tiny_llama(), char_tokenizer()
-    texts = ["the quick brown fox jumps over the lazy dog, " * 2, "0123456789 abcdefghij klmnop qrstuv wxyz. " * 2]
+    texts = [
+        "the quick brown fox jumps over the lazy dog, " * 2,
+        "0123456789 abcdefghij klmnop qrstuv wxyz. " * 2,
+    ]
     strict = tca.calibrate(model, tokenizer, texts, block_size=4, window=8, tolerance=0.0)
     assert strict.keys() == {"0", "1"} and all(len(layer["cuts"]) == 2 for layer in strict.values())
-    assert all(k == 4 for layer in strict.values() for k in layer["mean_keep"])  # nothing may change: keep all
+    assert all(
+        k == 4 for layer in strict.values() for k in layer["mean_keep"]
+    )  # nothing may change: keep all
     loose = tca.calibrate(model, tokenizer, texts, block_size=4, window=8, tolerance=10.0)
     means = [k for layer in loose.values() for k in layer["mean_keep"]]
     assert all(k < 2 for k in means)  # the sparsest candidate everywhere
-    assert all(cuts == sorted(cuts, reverse=True) for layer in loose.values() for cuts in layer["cuts"])
+    assert all(
+        cuts == sorted(cuts, reverse=True) for layer in loose.values() for cuts in layer["cuts"]
+    )
     tokens = tokenizer(texts[0], return_tensors="pt")["input_ids"]
     with torch.no_grad():
         own = model(tokens).logits

@@ -1,4 +1,6 @@
-"""Run configuration files: valid ones load, and anything else is one ConfigError, never a traceback."""
+"""Run configuration files: valid ones load, and anything else is one ConfigError, never a
+traceback."""
+
 from __future__ import annotations
 
 import pytest
@@ -29,30 +31,45 @@ def test_a_full_file_loads(tmp_path):
     path = tmp_path / "run.toml"
     path.write_text(GOOD)
     config = load_run_config(path)
-    assert config == RunConfig(suite="long-context", mechanisms=("mha", "linear"), seeds=2, budget=2e12,
-                               budget_kind="flops", profile="smoke", backend="lm-eval", hparams={"window": 64},
-                               settings={"lengths": [128, 256]})
+    assert config == RunConfig(
+        suite="long-context",
+        mechanisms=("mha", "linear"),
+        seeds=2,
+        budget=2e12,
+        budget_kind="flops",
+        profile="smoke",
+        backend="lm-eval",
+        hparams={"window": 64},
+        settings={"lengths": [128, 256]},
+    )
 
 
-@pytest.mark.parametrize("text,message", [
-    ('sute = "mqar"', "unknown key 'sute'; did you mean suite?"),
-    ('seeds = 0', "seeds = 0 is not a positive integer"),
-    ('seeds = true', "is not a positive integer"),
-    ('budget = -1', "is not a positive number"),
-    ('budget = nan', "is not a positive number"),
-    ('budget_kind = "joules"', "is not one of flops"),
-    ('backend = "vllm"', "backend = 'vllm' is not one of native, lm-eval"),
-    ('backend = 1', "backend = 1 is not one of native, lm-eval"),
-    ('mechanisms = [1, 2]', "is not a list of mechanism names"),
-    ('hparams = 3', "is not a table"),
-    ('suite = "', "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ('sute = "mqar"', "unknown key 'sute'; did you mean suite?"),
+        ("seeds = 0", "seeds = 0 is not a positive integer"),
+        ("seeds = true", "is not a positive integer"),
+        ("budget = -1", "is not a positive number"),
+        ("budget = nan", "is not a positive number"),
+        ('budget_kind = "joules"', "is not one of flops"),
+        ('backend = "vllm"', "backend = 'vllm' is not one of native, lm-eval"),
+        ("backend = 1", "backend = 1 is not one of native, lm-eval"),
+        ("mechanisms = [1, 2]", "is not a list of mechanism names"),
+        ("hparams = 3", "is not a table"),
+        ('suite = "', "not valid TOML"),
+    ],
+)
 def test_bad_files_are_one_clear_error(tmp_path, text, message):
     path = tmp_path / "run.toml"
     path.write_text(text)
     with pytest.raises(ConfigError) as caught:
         load_run_config(path)
-    assert message in str(caught.value) and str(path) in str(caught.value) and "\n" not in str(caught.value)
+    assert (
+        message in str(caught.value)
+        and str(path) in str(caught.value)
+        and "\n" not in str(caught.value)
+    )
 
 
 def test_missing_and_binary_files(tmp_path):
@@ -65,10 +82,29 @@ def test_missing_and_binary_files(tmp_path):
 
 toml_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
-    max_leaves=6)
-keys = st.sampled_from(["suite", "mechanisms", "seeds", "budget", "budget_kind", "profile", "model", "backend", "device",
-                        "db", "jobs", "hparams", "settings", "bogus"])
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+keys = st.sampled_from(
+    [
+        "suite",
+        "mechanisms",
+        "seeds",
+        "budget",
+        "budget_kind",
+        "profile",
+        "model",
+        "backend",
+        "device",
+        "db",
+        "jobs",
+        "hparams",
+        "settings",
+        "bogus",
+    ]
+)
 
 
 @settings(max_examples=300, deadline=None)

@@ -1,5 +1,7 @@
-"""A run killed at any moment loses no finished cell; `--resume` runs exactly what is missing; a dead run is
-marked `crashed`; a killed worker is a failed cell; Ctrl-C stops after the cells in flight."""
+"""A run killed at any moment loses no finished cell; `--resume` runs exactly what is missing; a
+dead run is marked `crashed`; a killed worker is a failed cell; Ctrl-C stops after the cells in
+flight."""
+
 from __future__ import annotations
 
 import os
@@ -29,8 +31,13 @@ DONE_LINE = re.compile(r"^done\s+faulty/(t\d) ident seed=(\d+)", re.MULTILINE)
 
 def start_cli(args: list[str], env: dict, log: Path) -> subprocess.Popen:
     with open(log, "w") as out:
-        return subprocess.Popen([sys.executable, "-m", "attnbench", *args], stdout=out, stderr=subprocess.STDOUT,
-                                env={**os.environ, **env}, cwd=log.parent)
+        return subprocess.Popen(
+            [sys.executable, "-m", "attnbench", *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **env},
+            cwd=log.parent,
+        )
 
 
 def query(db: Path, sql: str) -> list[tuple]:
@@ -57,8 +64,11 @@ def done_cells(db: Path) -> list[tuple[str, int]]:
 def assert_consistent(db: Path) -> None:
     assert query(db, "PRAGMA integrity_check") == [("ok",)]
     assert query(db, "PRAGMA foreign_key_check") == []
-    incomplete = query(db, "SELECT c.id FROM cells c WHERE (c.status = 'done' AND "
-                           "(SELECT COUNT(*) FROM metrics m WHERE m.cell_id = c.id) != 2) OR c.finished_at IS NULL")
+    incomplete = query(
+        db,
+        "SELECT c.id FROM cells c WHERE (c.status = 'done' AND "
+        "(SELECT COUNT(*) FROM metrics m WHERE m.cell_id = c.id) != 2) OR c.finished_at IS NULL",
+    )
     assert incomplete == []
 
 
@@ -66,7 +76,9 @@ def gone(pid: int) -> bool:
     return process_alive({"host": socket.gethostname(), "pid": pid}) is False
 
 
-@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="judging whether a process lives needs /proc")
+@pytest.mark.skipif(
+    not os.path.isdir("/proc/self"), reason="judging whether a process lives needs /proc"
+)
 def test_sigkill_at_random_moments_loses_no_finished_cell(tmp_path):
     env = distribution(tmp_path / "site")
     db = tmp_path / "k.db"
@@ -76,9 +88,18 @@ def test_sigkill_at_random_moments_loses_no_finished_cell(tmp_path):
     killed_runs = []
     for trial in range(5):
         stored_before = set(done_cells(db))
-        jobs = ["--jobs", "2" if trial % 2 == 0 else "1"]  # worker processes, or cells in the CLI's own process
-        proc = start_cli(args + jobs + (["--resume"] if trial else []), env, tmp_path / f"trial{trial}.log")
-        wait_for(lambda proc=proc, before=len(stored_before): len(done_cells(db)) > before or proc.poll() is not None)
+        jobs = [
+            "--jobs",
+            "2" if trial % 2 == 0 else "1",
+        ]  # worker processes, or cells in the CLI's own process
+        proc = start_cli(
+            args + jobs + (["--resume"] if trial else []), env, tmp_path / f"trial{trial}.log"
+        )
+        wait_for(
+            lambda proc=proc, before=len(stored_before): (  # noqa: B008 (bound now, read later)
+                len(done_cells(db)) > before or proc.poll() is not None
+            )
+        )
         time.sleep(rng.uniform(0.0, 0.6))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
@@ -87,10 +108,20 @@ def test_sigkill_at_random_moments_loses_no_finished_cell(tmp_path):
         assert_consistent(db)
         stored = set(done_cells(db))
         assert stored_before <= stored
-        printed |= {(task, int(seed)) for task, seed in DONE_LINE.findall((tmp_path / f"trial{trial}.log").read_text())}
+        printed |= {
+            (task, int(seed))
+            for task, seed in DONE_LINE.findall((tmp_path / f"trial{trial}.log").read_text())
+        }
         assert printed <= stored, f"cells reported done but not stored: {printed - stored}"
-    workers = [pid for (pid,) in query(db, "SELECT json_extract(details, '$.pid') FROM cells WHERE status = 'done'")]
-    wait_for(lambda: all(gone(pid) for pid in workers), timeout=10)  # no worker outlives its killed run
+    workers = [
+        pid
+        for (pid,) in query(
+            db, "SELECT json_extract(details, '$.pid') FROM cells WHERE status = 'done'"
+        )
+    ]
+    wait_for(
+        lambda: all(gone(pid) for pid in workers), timeout=10
+    )  # no worker outlives its killed run
     missing = CELLS - len(done_cells(db))
     final = start_cli(args + ["--jobs", "2", "--resume"], env, tmp_path / "final.log")
     assert final.wait(timeout=300) == 0, (tmp_path / "final.log").read_text()
@@ -108,7 +139,11 @@ def test_a_killed_worker_is_a_failed_cell_and_the_run_goes_on(tmp_path, monkeypa
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     distribution(tmp_path / "site")
     store = Store.open(tmp_path / "r.db")
-    settings = {"faults": "ok,sigkill" if how == "by itself" else "", "sleep": [0.3, 0.3], "pid_dir": str(tmp_path)}
+    settings = {
+        "faults": "ok,sigkill" if how == "by itself" else "",
+        "sleep": [0.3, 0.3],
+        "pid_dir": str(tmp_path),
+    }
     plan = plan_run(RunRequest("faulty", ("ident",), seeds=4, task_settings=settings), device="cpu")
     plan.cells = [c for c in plan.cells if c.task.startswith("t1")]
 
@@ -122,7 +157,12 @@ def test_a_killed_worker_is_a_failed_cell_and_the_run_goes_on(tmp_path, monkeypa
     if how == "from outside":
         killer.start()
     summary = run_plan(plan, store, jobs=2)
-    assert {r.spec.seed: r.status for r in summary.records} == {0: "done", 1: "failed", 2: "done", 3: "done"}
+    assert {r.spec.seed: r.status for r in summary.records} == {
+        0: "done",
+        1: "failed",
+        2: "done",
+        3: "done",
+    }
     failed = next(r for r in summary.records if r.status == "failed")
     assert "worker process" in failed.error and "killed by signal 9 (SIGKILL)" in failed.error
     assert not summary.ok and results_statuses(store) == ["failed"]
@@ -135,13 +175,31 @@ def results_statuses(store: Store) -> list[str]:
 
 def test_dead_runs_are_marked_crashed_and_live_ones_left(tmp_path):
     store = Store.open(tmp_path / "r.db")
-    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
     dead = {**this_process(), "pid": int(finished.stdout), "start_ticks": None}
-    provenance = dict(command="attnbench run", git_sha=None, git_dirty=None, host="h", device="cpu",
-                      python_version="3", torch_version="2", attnbench_version="0", versions={})
-    runs = {name: store.start_run(provenance, "smoke", {"process": identity}) for name, identity in [
-        ("dead", dead), ("alive", this_process()), ("elsewhere", {**dead, "host": "another-machine"}),
-        ("reused_pid", {**this_process(), "start_ticks": "1"}), ("unknown", {})]}
+    provenance = dict(
+        command="attnbench run",
+        git_sha=None,
+        git_dirty=None,
+        host="h",
+        device="cpu",
+        python_version="3",
+        torch_version="2",
+        attnbench_version="0",
+        versions={},
+    )
+    runs = {
+        name: store.start_run(provenance, "smoke", {"process": identity})
+        for name, identity in [
+            ("dead", dead),
+            ("alive", this_process()),
+            ("elsewhere", {**dead, "host": "another-machine"}),
+            ("reused_pid", {**this_process(), "start_ticks": "1"}),
+            ("unknown", {}),
+        ]
+    }
     assert process_alive(this_process()) is True and process_alive(dead) is False
     assert sorted(mark_crashed_runs(store)) == sorted([runs["dead"], runs["reused_pid"]])
     assert dict(store.running_runs()).keys() == {runs["alive"], runs["elsewhere"], runs["unknown"]}
@@ -160,10 +218,16 @@ def test_ctrl_c_finishes_the_cells_in_flight_then_stops(tmp_path):
     assert proc.wait(timeout=60) == 130
     output = (tmp_path / "int.log").read_text()
     last = output.strip().splitlines()[-1]
-    assert last.startswith("interrupted:") and last.endswith("--resume") and "attnbench run --suite faulty" in last
+    assert (
+        last.startswith("interrupted:")
+        and last.endswith("--resume")
+        and "attnbench run --suite faulty" in last
+    )
     assert "stopping after the cells in flight" in output
     statuses = [s for (s,) in query(db, "SELECT status FROM cells")]
-    assert before < len(statuses) < CELLS and set(statuses) == {"done"}  # the cells in flight finished
+    assert before < len(statuses) < CELLS and set(statuses) == {
+        "done"
+    }  # the cells in flight finished
     assert query(db, "SELECT status FROM runs") == [("interrupted",)]
 
 
@@ -172,8 +236,15 @@ def test_a_second_ctrl_c_aborts_the_cell_in_flight(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     distribution(tmp_path / "site")
     store = Store.open(tmp_path / "r.db")
-    plan = plan_run(RunRequest("faulty", ("ident",), seeds=2, task_settings={"sleep": [60, 60],
-                                                                             "pid_dir": str(tmp_path)}), device="cpu")
+    plan = plan_run(
+        RunRequest(
+            "faulty",
+            ("ident",),
+            seeds=2,
+            task_settings={"sleep": [60, 60], "pid_dir": str(tmp_path)},
+        ),
+        device="cpu",
+    )
 
     def press_ctrl_c_twice() -> None:
         wait_for((tmp_path / "0.pid").exists)  # the first cell is running, here in this process

@@ -1,4 +1,6 @@
-"""`--isolate`: a segfault, a hang, running out of memory or a NaN loss is that cell's result; the others finish."""
+"""`--isolate`: a segfault, a hang, running out of memory or a NaN loss is that cell's result;
+the others finish."""
+
 from __future__ import annotations
 
 import os
@@ -11,17 +13,20 @@ from attnbench import results
 from attnbench.run.isolation import CellLimits, describe_exit, parse_bytes
 from attnbench.run.planning import RunRequest, plan_run
 from attnbench.run.runner import run_plan
-from attnbench.store.schema import Cell
 from attnbench.store.database import Store
+from attnbench.store.schema import Cell
 from tests.conftest import run_cli
 from tests.support.faulty_plugins import distribution
 
-linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS is enforced on Linux")
+linux_only = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="RLIMIT_AS is enforced on Linux"
+)
 
 
 @pytest.fixture
 def faulty(tmp_path, monkeypatch):
-    """`faulty` and `ident` registered through entry points, which is how worker processes find them."""
+    """`faulty` and `ident` registered through entry points, which is how worker processes find
+    them."""
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     return distribution(tmp_path / "site")
 
@@ -34,8 +39,15 @@ def pids(store: Store) -> dict[int, int]:
 
 
 def faulty_plan(faults: str, seeds: int):
-    plan = plan_run(RunRequest("faulty", ("ident",), seeds=seeds,
-                               task_settings={"faults": faults, "sleep": [0.0, 0.05]}), device="cpu")
+    plan = plan_run(
+        RunRequest(
+            "faulty",
+            ("ident",),
+            seeds=seeds,
+            task_settings={"faults": faults, "sleep": [0.0, 0.05]},
+        ),
+        device="cpu",
+    )
     plan.cells = [c for c in plan.cells if c.task.startswith("t1")]
     return plan
 
@@ -44,17 +56,31 @@ def faulty_plan(faults: str, seeds: int):
 def test_each_fault_is_recorded_with_its_status_and_the_others_finish(faulty, tmp_path):
     store = Store.open(tmp_path / "r.db")
     plan = faulty_plan("segv,hang,memoryerror,torch_oom,nan_loss", seeds=7)
-    summary = run_plan(plan, store, jobs=2, isolate=True, limits=CellLimits(timeout=3.0, memory=3 * 2**30))
+    summary = run_plan(
+        plan, store, jobs=2, isolate=True, limits=CellLimits(timeout=3.0, memory=3 * 2**30)
+    )
     frame = results.load(store).set_index("seed")
-    assert dict(frame["status"]) == {0: "failed", 1: "timeout", 2: "oom", 3: "oom", 4: "failed", 5: "done", 6: "done"}
+    assert dict(frame["status"]) == {
+        0: "failed",
+        1: "timeout",
+        2: "oom",
+        3: "oom",
+        4: "failed",
+        5: "done",
+        6: "done",
+    }
     errors = frame["error"]
-    assert "killed by signal 11 (SIGSEGV)" in errors[0] and "faulty_plugins.py" in errors[0]  # faulthandler's trace
+    assert (
+        "killed by signal 11 (SIGSEGV)" in errors[0] and "faulty_plugins.py" in errors[0]
+    )  # faulthandler's trace
     assert "3 s limit (--cell-timeout)" in errors[1]
     assert errors[2].startswith("MemoryError") and "can't allocate memory" in errors[3]
     assert errors[4].startswith("NonFiniteLossError: training loss became non-finite")
     assert frame.loc[[5, 6], "score"].notna().all() and len(summary.records) == 7 and not summary.ok
     ran_in = pids(store)
-    assert len(set(ran_in.values())) == 2 and os.getpid() not in ran_in.values()  # a fresh process per cell
+    assert (
+        len(set(ran_in.values())) == 2 and os.getpid() not in ran_in.values()
+    )  # a fresh process per cell
     run = results.load_runs(store).iloc[0]
     assert run["status"] == "failed"
 
@@ -75,8 +101,17 @@ def test_limits_imply_isolation_and_are_stored_with_the_run(faulty, tmp_path):
     assert pids(store)[0] != os.getpid()
 
 
-@pytest.mark.parametrize("text,expected", [("4G", 4 * 2**30), ("512m", 512 * 2**20), ("1.5GiB", int(1.5 * 2**30)),
-                                           ("2000000", 2_000_000), ("1T", 2**40), (" 8 GB ", 8 * 2**30)])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("4G", 4 * 2**30),
+        ("512m", 512 * 2**20),
+        ("1.5GiB", int(1.5 * 2**30)),
+        ("2000000", 2_000_000),
+        ("1T", 2**40),
+        (" 8 GB ", 8 * 2**30),
+    ],
+)
 def test_memory_sizes(text, expected):
     assert parse_bytes(text) == expected
 
@@ -89,9 +124,15 @@ def test_bad_memory_sizes(text):
 
 def test_bad_memory_limit_is_one_line_and_exit_2():
     result = run_cli("run", "--suite", "mqar", "--memory-limit", "lots", "--db", "sqlite://")
-    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "not a memory size" in result.stderr
+    assert (
+        result.returncode == 2
+        and result.stderr.count("\n") == 1
+        and "not a memory size" in result.stderr
+    )
 
 
 def test_exit_descriptions():
     assert describe_exit(-11) == "was killed by signal 11 (SIGSEGV)"
-    assert "out-of-memory killer" in describe_exit(-9) and describe_exit(3) == "exited with status 3"
+    assert (
+        "out-of-memory killer" in describe_exit(-9) and describe_exit(3) == "exited with status 3"
+    )

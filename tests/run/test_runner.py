@@ -1,18 +1,18 @@
 """Planning and running: cells, failures that do not stop a run, resume, and the leaderboard."""
+
 from __future__ import annotations
 
 import json
 
 import pytest
 
-from attnbench.views import leaderboard
-
 from attnbench import results
 from attnbench.errors import ConfigError, UnknownNameError
-from attnbench.run.planning import RunRequest, default_jobs, default_profile, groups, plan_run
 from attnbench.registry import SUITES
+from attnbench.run.planning import RunRequest, default_jobs, default_profile, groups, plan_run
 from attnbench.run.runner import run_plan
 from attnbench.store.database import Store
+from attnbench.views import leaderboard
 from tests.support.fake_suite import EchoSuite
 
 
@@ -39,8 +39,14 @@ def test_default_mechanisms_are_every_accepted_one(echo):
 
 def test_groups_include_declared_and_all(echo):
     found = groups()
-    assert "echo" in found["testgroup"] and "echo" in found["all"] and found["long-context"] == ["longbench", "mqar", "needle"]
-    assert {c.suite for c in plan_run(RunRequest("testgroup", ("mha",), seeds=1), device="cpu").cells} == {"echo"}
+    assert (
+        "echo" in found["testgroup"]
+        and "echo" in found["all"]
+        and found["long-context"] == ["longbench", "mqar", "needle"]
+    )
+    assert {
+        c.suite for c in plan_run(RunRequest("testgroup", ("mha",), seeds=1), device="cpu").cells
+    } == {"echo"}
 
 
 def test_default_jobs_use_every_core_on_cpu_and_one_gpu():
@@ -50,47 +56,65 @@ def test_default_jobs_use_every_core_on_cpu_and_one_gpu():
 
 
 def test_profile_defaults_to_paper_on_gpu():
-    assert default_profile("cuda", "echo") == "paper" and default_profile("cuda:1", "mqar") == "paper"
+    assert (
+        default_profile("cuda", "echo") == "paper" and default_profile("cuda:1", "mqar") == "paper"
+    )
     assert default_profile("cpu", "echo") == "smoke" and default_profile("cuda", "smoke") == "smoke"
 
 
-@pytest.mark.parametrize("request_kwargs,error,match", [
-    (dict(suite="ech"), UnknownNameError, "did you mean echo"),
-    (dict(suite="echo", mechanisms=("mhaa",)), UnknownNameError, "did you mean mha"),
-    (dict(suite="echo", budget_value="-5"), ConfigError, "positive"),
-    (dict(suite="echo", budget_value="lots"), ConfigError, "not a number"),
-    (dict(suite="echo", seeds=0), ConfigError, "seeds"),
-    (dict(suite="echo", profile="huge"), ConfigError, "no profile 'huge'"),
-    (dict(suite="echo", hparams={"nonsense": 1}), ConfigError, "nonsense"),
-    (dict(suite="echo", task_settings={"nonsense": 1}), ConfigError, "no task setting 'nonsense'"),
-])
+@pytest.mark.parametrize(
+    "request_kwargs,error,match",
+    [
+        (dict(suite="ech"), UnknownNameError, "did you mean echo"),
+        (dict(suite="echo", mechanisms=("mhaa",)), UnknownNameError, "did you mean mha"),
+        (dict(suite="echo", budget_value="-5"), ConfigError, "positive"),
+        (dict(suite="echo", budget_value="lots"), ConfigError, "not a number"),
+        (dict(suite="echo", seeds=0), ConfigError, "seeds"),
+        (dict(suite="echo", profile="huge"), ConfigError, "no profile 'huge'"),
+        (dict(suite="echo", hparams={"nonsense": 1}), ConfigError, "nonsense"),
+        (
+            dict(suite="echo", task_settings={"nonsense": 1}),
+            ConfigError,
+            "no task setting 'nonsense'",
+        ),
+    ],
+)
 def test_bad_requests_are_refused_before_work(echo, request_kwargs, error, match):
     with pytest.raises(error, match=match):
         plan_run(RunRequest(**request_kwargs), device="cpu")
 
 
 def test_hparams_reach_only_mechanisms_that_have_them(echo):
-    plan = plan_run(RunRequest("echo", ("mha", "sliding_window"), seeds=1, hparams={"window": 4}), device="cpu")
+    plan = plan_run(
+        RunRequest("echo", ("mha", "sliding_window"), seeds=1, hparams={"window": 4}), device="cpu"
+    )
     by_mechanism = {c.mechanism: c.hparams for c in plan.cells}
     assert by_mechanism["sliding_window"]["window"] == 4 and "window" not in by_mechanism["mha"]
 
 
 def test_a_failing_cell_is_recorded_and_the_run_goes_on(echo, tmp_path):
     store = Store.open(tmp_path / "r.db")
-    plan = plan_run(RunRequest("echo", ("mha",), seeds=3, task_settings={"behaviour": "raise"}), device="cpu")
+    plan = plan_run(
+        RunRequest("echo", ("mha",), seeds=3, task_settings={"behaviour": "raise"}), device="cpu"
+    )
     summary = run_plan(plan, store)
     assert not summary.ok
     assert summary.count("done") == 4 and summary.count("failed") == 2
     frame = results.load(store)
     failed = frame[frame["status"] == "failed"]
-    assert set(failed["seed"]) == {1} and failed["error"].str.startswith("RuntimeError: deliberate").all()
+    assert (
+        set(failed["seed"]) == {1}
+        and failed["error"].str.startswith("RuntimeError: deliberate").all()
+    )
     runs = results.load_runs(store)
     assert runs.iloc[0]["status"] == "failed"
 
 
 def test_nan_primary_metric_fails_the_cell(echo, tmp_path):
     store = Store.open(tmp_path / "r.db")
-    plan = plan_run(RunRequest("echo", ("mha",), seeds=1, task_settings={"behaviour": "nan"}), device="cpu")
+    plan = plan_run(
+        RunRequest("echo", ("mha",), seeds=1, task_settings={"behaviour": "nan"}), device="cpu"
+    )
     summary = run_plan(plan, store)
     assert summary.count("failed") == 2
     assert "no finite primary metric" in summary.records[0].error
@@ -121,16 +145,36 @@ def test_leaderboard_ranks_with_intervals(echo, tmp_path):
     assert row.ci_low < row.mean < row.ci_high
     assert row.params == 123 and row.flops == 1e6 and row.rank == 1 and rows[1].rank == 1  # a tie
     payload = json.loads(leaderboard.to_json(rows))
-    assert {"suite", "mechanism", "metric", "mean", "ci_low", "ci_high", "n_seeds", "flops", "params"} <= set(payload[0])
+    assert {
+        "suite",
+        "mechanism",
+        "metric",
+        "mean",
+        "ci_low",
+        "ci_high",
+        "n_seeds",
+        "flops",
+        "params",
+    } <= set(payload[0])
     assert "| rank |" in leaderboard.to_markdown(rows)
 
 
 def test_rerun_cell_replaces_the_earlier_one_in_the_leaderboard(echo, tmp_path):
     store = Store.open(tmp_path / "r.db")
-    run_plan(plan_run(RunRequest("echo", ("mha",), seeds=2, task_settings={"behaviour": "raise"}), device="cpu"),
-             store)
+    run_plan(
+        plan_run(
+            RunRequest("echo", ("mha",), seeds=2, task_settings={"behaviour": "raise"}),
+            device="cpu",
+        ),
+        store,
+    )
     assert leaderboard.build(results.load(store))[0].failed == 2
-    run_plan(plan_run(RunRequest("echo", ("mha",), seeds=2, task_settings={"behaviour": "raise"}), device="cpu"),
-             store)
+    run_plan(
+        plan_run(
+            RunRequest("echo", ("mha",), seeds=2, task_settings={"behaviour": "raise"}),
+            device="cpu",
+        ),
+        store,
+    )
     row = leaderboard.build(results.load(store))[0]
     assert row.failed == 2 and row.n_seeds == 1

@@ -1,6 +1,9 @@
-"""One finished result per (config, budget, seed) and measurement, held by the database: a run claims a cell in
-one transaction before its work starts, so concurrent `run --resume` of one plan do each cell once, on SQLite
-and PostgreSQL; a plain run measures again as the next measurement; claims of ended or dead runs go."""
+"""One finished result per (config, budget, seed) and measurement, held by the database: a run
+claims a cell in one transaction before its work starts, so concurrent `run --resume` of one plan do
+each cell once, on SQLite and PostgreSQL; a plain run measures again as the next measurement; claims
+of ended or dead runs go.
+"""
+
 from __future__ import annotations
 
 import sys
@@ -12,31 +15,49 @@ from sqlalchemy.exc import IntegrityError
 
 from attnbench.budget import Budget
 from attnbench.cell import CellOutcome, CellRecord, CellSpec
-from attnbench.run.planning import RunRequest, plan_run
 from attnbench.registry import SUITES
+from attnbench.run.planning import RunRequest, plan_run
 from attnbench.run.runner import run_plan
-from attnbench.store.schema import Cell, Claim
 from attnbench.store.database import Store
+from attnbench.store.schema import Cell, Claim
+from tests.store.test_concurrency import start_all, wait_all
 from tests.support.fake_suite import EchoSuite
 from tests.support.faulty_plugins import distribution
-from tests.store.test_concurrency import start_all, wait_all
 
-PROVENANCE = dict(command="attnbench run", git_sha="abc", git_dirty=False, host="h", device="cpu",
-                  python_version="3", torch_version="2", attnbench_version="0", versions={})
-SEEDS = 20  # x 2 tasks = 40 cells that return at once: the runs collide on nearly every claim
+PROVENANCE = dict(
+    command="attnbench run",
+    git_sha="abc",
+    git_dirty=False,
+    host="h",
+    device="cpu",
+    python_version="3",
+    torch_version="2",
+    attnbench_version="0",
+    versions={},
+)
+SEEDS = 12  # x 2 tasks = 24 cells that return at once: the runs collide on nearly every claim
 
 
 def spec(seed: int = 0) -> CellSpec:
-    return CellSpec("mqar", "mha", "smoke", "t", {"a": 1}, {}, Budget("steps", 10), seed, primary_metric="score")
+    return CellSpec(
+        "mqar", "mha", "smoke", "t", {"a": 1}, {}, Budget("steps", 10), seed, primary_metric="score"
+    )
 
 
 def done(seed: int = 0) -> CellRecord:
-    return CellRecord(spec(seed), "done", CellOutcome({"score": 1.0}, 10, 1.0, 10, 1), wall_seconds=0.1)
+    return CellRecord(
+        spec(seed), "done", CellOutcome({"score": 1.0}, 10, 1.0, 10, 1), wall_seconds=0.1
+    )
 
 
 def measurements(store: Store) -> list[tuple[int, str, int]]:
     with store.engine.connect() as conn:
-        return [tuple(row) for row in conn.execute(select(Cell.seed, Cell.status, Cell.measurement).order_by(Cell.id))]
+        return [
+            tuple(row)
+            for row in conn.execute(
+                select(Cell.seed, Cell.status, Cell.measurement).order_by(Cell.id)
+            )
+        ]
 
 
 def claims(store: Store) -> list[tuple[int, int]]:
@@ -53,7 +74,9 @@ def test_resume_leaves_a_done_or_claimed_cell_and_a_plain_run_measures_again(sto
     store.write_cell(first, done(), 1)
     assert claims(store) == []  # the write gave the claim back
     assert store.claim(second, spec().resume_key, resume=True).measurement is None  # done
-    assert store.claim(second, spec().resume_key, resume=False).measurement == 2  # measured again on purpose
+    assert (
+        store.claim(second, spec().resume_key, resume=False).measurement == 2
+    )  # measured again on purpose
     store.write_cell(second, done(), 2)
     assert measurements(store) == [(0, "done", 1), (0, "done", 2)]
 
@@ -83,14 +106,20 @@ def test_the_database_refuses_a_second_finished_result_of_one_measurement(store_
     store.write_cell(run, done(), 1)
     engine = create_engine(store_url)
     with pytest.raises(IntegrityError), engine.begin() as conn:
-        conn.execute(text("INSERT INTO cells (run_id, suite, mechanism, profile, task, config_hash, config, "
-                          "budget_kind, budget_value, seed, measurement, primary_metric, higher_is_better, "
-                          "conformance, status, wall_seconds, details, started_at, finished_at) SELECT run_id, "
-                          "suite, mechanism, profile, task, config_hash, config, budget_kind, budget_value, seed, "
-                          "measurement, primary_metric, higher_is_better, conformance, status, wall_seconds, "
-                          "details, started_at, finished_at FROM cells"))
+        conn.execute(
+            text(
+                "INSERT INTO cells (run_id, suite, mechanism, profile, task, config_hash, config,"
+                " budget_kind, budget_value, seed, measurement, primary_metric, higher_is_better,"
+                " conformance, status, wall_seconds, details, started_at, finished_at) SELECT"
+                " run_id, suite, mechanism, profile, task, config_hash, config, budget_kind,"
+                " budget_value, seed, measurement, primary_metric, higher_is_better, conformance,"
+                " status, wall_seconds, details, started_at, finished_at FROM cells"
+            )
+        )
     engine.dispose()
-    store.write_cell(run, done(), 1)  # a writer that lost its claim still keeps its result: the next measurement
+    store.write_cell(
+        run, done(), 1
+    )  # a writer that lost its claim still keeps its result: the next measurement
     assert measurements(store) == [(0, "done", 1), (0, "done", 2)]
 
 
@@ -109,8 +138,11 @@ def test_a_run_in_process_claims_and_resume_skips_what_another_run_holds(tmp_pat
     try:
         store = Store.open(tmp_path / "r.db")
         plan = plan_run(RunRequest("echo", ("mha",), seeds=2), device="cpu")
-        holder = store.start_run({**PROVENANCE, "host": "another-host"}, "smoke", {"process": {"host": "elsewhere",
-                                                                                             "pid": 1}})
+        holder = store.start_run(
+            {**PROVENANCE, "host": "another-host"},
+            "smoke",
+            {"process": {"host": "elsewhere", "pid": 1}},
+        )
         store.claim(holder, plan.cells[0].resume_key, resume=True)  # in flight on another machine
         summary = run_plan(plan, store, resume=True)
     finally:
@@ -119,18 +151,38 @@ def test_a_run_in_process_claims_and_resume_skips_what_another_run_holds(tmp_pat
 
 
 def run_resumes(db: str, env: dict[str, str], runs: int) -> list[str]:
-    command = [sys.executable, "-m", "attnbench", "run", "--suite", "faulty", "-m", "ident", "--seeds", str(SEEDS),
-               "--set", "sleep=[0.0, 0.0]", "--jobs", "1", "--resume", "--db", db]
+    command = [
+        sys.executable,
+        "-m",
+        "attnbench",
+        "run",
+        "--suite",
+        "faulty",
+        "-m",
+        "ident",
+        "--seeds",
+        str(SEEDS),
+        "--set",
+        "sleep=[0.0, 0.0]",
+        "--jobs",
+        "1",
+        "--resume",
+        "--db",
+        db,
+    ]
     return wait_all(start_all([command] * runs, env))
 
 
 def test_four_concurrent_resumes_of_one_plan_do_each_cell_once(store_url, tmp_path):
-    """The issue's case: every run started at once, each with --resume: one done row per cell, not four."""
+    """The issue's case: every run started at once, each with --resume: one done row per cell,
+    not four."""
     env = distribution(tmp_path / "site")
     run_resumes(store_url, env, runs=4)
     engine = create_engine(store_url)
     with engine.connect() as conn:
-        rows = conn.execute(text("SELECT task, seed, run_id FROM cells WHERE status = 'done'")).all()
+        rows = conn.execute(
+            text("SELECT task, seed, run_id FROM cells WHERE status = 'done'")
+        ).all()
         statuses = {status for (status,) in conn.execute(text("SELECT status FROM runs"))}
         left = conn.execute(text("SELECT COUNT(*) FROM claims")).scalar()
     engine.dispose()
@@ -138,5 +190,7 @@ def test_four_concurrent_resumes_of_one_plan_do_each_cell_once(store_url, tmp_pa
     assert len(per_cell) == 2 * SEEDS and set(per_cell.values()) == {1}
     assert statuses == {"done"} and left == 0
     per_run = Counter(run_id for *_, run_id in rows)
-    print(f"\n{store_url.split(':')[0]}: 4 concurrent `run --resume` of {2 * SEEDS} cells: "
-          f"{len(rows)} done rows, cells per run {sorted(per_run.values())}")
+    print(
+        f"\n{store_url.split(':')[0]}: 4 concurrent `run --resume` of {2 * SEEDS} cells: "
+        f"{len(rows)} done rows, cells per run {sorted(per_run.values())}"
+    )

@@ -1,5 +1,6 @@
 """The store: a round trip through SQLite and PostgreSQL, resume keys, retrying a busy database, and
 refusing what it must not touch."""
+
 from __future__ import annotations
 
 import sqlite3
@@ -15,16 +16,34 @@ from attnbench.budget import Budget
 from attnbench.cell import CellOutcome, CellRecord, CellSpec
 from attnbench.errors import StoreError
 from attnbench.results import load, load_metrics, load_runs
-from attnbench.store.schema import SCHEMA_VERSION, Cell, Metric, Run
 from attnbench.store.database import Store, resolve_url
+from attnbench.store.schema import SCHEMA_VERSION, Cell, Metric, Run
 
-PROVENANCE = dict(command="attnbench run", git_sha="abc", git_dirty=False, host="h", device="cpu",
-                  python_version="3", torch_version="2", attnbench_version="0", versions={"torch": "2"})
+PROVENANCE = dict(
+    command="attnbench run",
+    git_sha="abc",
+    git_dirty=False,
+    host="h",
+    device="cpu",
+    python_version="3",
+    torch_version="2",
+    attnbench_version="0",
+    versions={"torch": "2"},
+)
 
 
 def spec(seed=0, mechanism="mha", budget=100.0) -> CellSpec:
-    return CellSpec("mqar", mechanism, "smoke", "t", {"a": 1}, {"num_heads": 1}, Budget("flops", budget), seed,
-                    primary_metric="accuracy")
+    return CellSpec(
+        "mqar",
+        mechanism,
+        "smoke",
+        "t",
+        {"a": 1},
+        {"num_heads": 1},
+        Budget("flops", budget),
+        seed,
+        primary_metric="accuracy",
+    )
 
 
 def execute(url: str, statement: str) -> None:
@@ -36,16 +55,34 @@ def execute(url: str, statement: str) -> None:
 
 def count_rows(store: Store) -> tuple[int, int, int]:
     with store.engine.connect() as conn:
-        return tuple(conn.execute(select(func.count()).select_from(table)).scalar() for table in (Run, Cell, Metric))
+        return tuple(
+            conn.execute(select(func.count()).select_from(table)).scalar()
+            for table in (Run, Cell, Metric)
+        )
 
 
 def test_round_trip(store_url):
     store = Store.open(store_url)
     run = store.start_run(PROVENANCE, "smoke", {"n_cells": 2})
-    outcome = CellOutcome({"accuracy": 0.75, "loss": float("nan")}, budget_used=101.0, flops=101.0, steps=5,
-                          params=1000, details={"lr": 1e-3})
-    store.write_cell(run, CellRecord(spec(0), "done", outcome, wall_seconds=1.5, peak_memory_bytes=2**33,
-                                     memory_kind="rss_peak"))
+    outcome = CellOutcome(
+        {"accuracy": 0.75, "loss": float("nan")},
+        budget_used=101.0,
+        flops=101.0,
+        steps=5,
+        params=1000,
+        details={"lr": 1e-3},
+    )
+    store.write_cell(
+        run,
+        CellRecord(
+            spec(0),
+            "done",
+            outcome,
+            wall_seconds=1.5,
+            peak_memory_bytes=2**33,
+            memory_kind="rss_peak",
+        ),
+    )
     store.write_cell(run, CellRecord(spec(1), "failed", error="RuntimeError: boom"))
     store.finish_run(run, "failed")
     frame = load(store_url)
@@ -56,7 +93,9 @@ def test_round_trip(store_url):
     assert frame.iloc[1]["error"] == "RuntimeError: boom"
     assert done["config_hash"] == spec(0).config_hash
     long = load_metrics(store_url)
-    assert set(long["metric"]) == {"accuracy", "loss"} and long["value"].isna().sum() == 1  # NaN stored as NULL
+    assert (
+        set(long["metric"]) == {"accuracy", "loss"} and long["value"].isna().sum() == 1
+    )  # NaN stored as NULL
     runs = load_runs(store_url)
     assert runs.iloc[0]["status"] == "failed" and runs.iloc[0]["git_sha"] == "abc"
     assert store.done_keys() == {spec(0).resume_key}
@@ -87,7 +126,10 @@ def test_read_only_open_of_an_empty_database_is_refused(store_url):
 
 def test_newer_schema_is_refused(store_url):
     Store.open(store_url).dispose()
-    execute(store_url, f"UPDATE attnbench_meta SET value='{SCHEMA_VERSION + 1}' WHERE key='schema_version'")
+    execute(
+        store_url,
+        f"UPDATE attnbench_meta SET value='{SCHEMA_VERSION + 1}' WHERE key='schema_version'",
+    )
     for create in (True, False):
         with pytest.raises(StoreError, match=f"schema version {SCHEMA_VERSION + 1}, newer"):
             Store.open(store_url, create=create)
@@ -108,7 +150,8 @@ def test_foreign_tables_are_refused(store_url):
 
 
 def busy_error(url: str) -> OperationalError:
-    """What the driver raises when the database is busy: a locked SQLite file, a PostgreSQL deadlock."""
+    """What the driver raises when the database is busy: a locked SQLite file, a PostgreSQL
+    deadlock."""
     if url.startswith("sqlite"):
         return OperationalError("INSERT", {}, sqlite3.OperationalError("database is locked"))
     import psycopg.errors
@@ -117,7 +160,8 @@ def busy_error(url: str) -> OperationalError:
 
 
 def fail_metric_inserts(store: Store, times: int) -> list[int]:
-    """Make the first `times` metric INSERTs fail as busy, after the cell's row went in; counts them."""
+    """Make the first `times` metric INSERTs fail as busy, after the cell's row went in; counts
+    them."""
     failures = []
 
     def before(conn, cursor, statement, parameters, context, executemany):
@@ -134,10 +178,16 @@ def test_a_busy_transaction_is_retried_whole_and_commits_once(store_url, monkeyp
     store = Store.open(store_url)
     run = store.start_run(PROVENANCE, "smoke", {})
     failures = fail_metric_inserts(store, times=2)
-    outcome = CellOutcome({"accuracy": 0.5, "loss": 1.0}, budget_used=1.0, flops=1.0, steps=1, params=1)
+    outcome = CellOutcome(
+        {"accuracy": 0.5, "loss": 1.0}, budget_used=1.0, flops=1.0, steps=1, params=1
+    )
     cell_id = store.write_cell(run, CellRecord(spec(0), "done", outcome))
     assert len(failures) == 2 and store.retries == 2
-    assert count_rows(store) == (1, 1, 2)  # the cell rows of the two failed attempts were rolled back
+    assert count_rows(store) == (
+        1,
+        1,
+        2,
+    )  # the cell rows of the two failed attempts were rolled back
     assert set(load_metrics(store)["cell_id"]) == {cell_id}
 
 
@@ -147,7 +197,9 @@ def test_a_database_busy_past_every_attempt_is_a_store_error(store_url, monkeypa
     run = store.start_run(PROVENANCE, "smoke", {})
     fail_metric_inserts(store, times=10**6)
     outcome = CellOutcome({"accuracy": 0.5}, budget_used=1.0, flops=1.0, steps=1, params=1)
-    with pytest.raises(StoreError, match=f"stayed busy through {attnbench.store.database.RETRY_ATTEMPTS} attempts"):
+    with pytest.raises(
+        StoreError, match=f"stayed busy through {attnbench.store.database.RETRY_ATTEMPTS} attempts"
+    ):
         store.write_cell(run, CellRecord(spec(0), "done", outcome))
     assert count_rows(store) == (1, 0, 0)
 
@@ -161,7 +213,9 @@ def test_other_errors_are_not_retried_and_are_one_line(store_url):
 
 
 def test_a_writer_waits_for_another_connections_sqlite_lock(tmp_path, monkeypatch):
-    monkeypatch.setattr(attnbench.store.database, "SQLITE_BUSY_TIMEOUT_S", 0.05)  # so that the wait also needs retries
+    monkeypatch.setattr(
+        attnbench.store.database, "SQLITE_BUSY_TIMEOUT_S", 0.05
+    )  # so that the wait also needs retries
     monkeypatch.setattr(attnbench.store.database, "RETRY_BASE_S", 0.01)
     store = Store.open(tmp_path / "l.db")
     run = store.start_run(PROVENANCE, "smoke", {})
@@ -177,8 +231,15 @@ def test_a_writer_waits_for_another_connections_sqlite_lock(tmp_path, monkeypatc
     assert count_rows(store) == (1, 1, 0)
 
 
-@pytest.mark.parametrize("url", ["sqlite:////proc/definitely/not/here.db", "notadialect://x/y",
-                                 "postgresql+nodriver://u@127.0.0.1:1/db", "postgresql+psycopg://u@127.0.0.1:1/db"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite:////proc/definitely/not/here.db",
+        "notadialect://x/y",
+        "postgresql+nodriver://u@127.0.0.1:1/db",
+        "postgresql+psycopg://u@127.0.0.1:1/db",
+    ],
+)
 def test_unopenable_urls_raise_store_error(url):
     with pytest.raises(StoreError):
         Store.open(url)

@@ -1,4 +1,6 @@
-"""A fast in-process suite for runner and store tests: no training, scores from the hyper-parameters."""
+"""A fast in-process suite for runner and store tests: no training, scores from the
+hyper-parameters."""
+
 from __future__ import annotations
 
 import math
@@ -17,7 +19,10 @@ class EchoSuite(Suite):
     profiles = ("smoke", "paper")
 
     def tasks(self, profile):
-        return [Task("t1", {"offset": 0.0, "behaviour": "ok"}), Task("t2", {"offset": 0.5, "behaviour": "ok"})]
+        return [
+            Task("t1", {"offset": 0.0, "behaviour": "ok"}),
+            Task("t2", {"offset": 0.5, "behaviour": "ok"}),
+        ]
 
     def default_budget(self, profile, task):
         return Budget("steps", 10)
@@ -29,5 +34,10 @@ class EchoSuite(Suite):
         score = math.nan if behaviour == "nan" else cell.task_config["offset"] + 0.1 * cell.seed
         for step in range(3):
             ctx.on_step(step + 1, 3)
-        return CellOutcome(metrics={"score": score, "extra": 1.0}, budget_used=cell.budget.value,
-                           flops=1e6, steps=3, params=123)
+        return CellOutcome(
+            metrics={"score": score, "extra": 1.0},
+            budget_used=cell.budget.value,
+            flops=1e6,
+            steps=3,
+            params=123,
+        )

@@ -1,10 +1,11 @@
-"""Plug-ins for the crash, isolation and Ctrl-C tests: a suite whose cells take a moment and, for chosen
-seeds, segfault, hang, run out of memory, diverge or kill their own process; and `ident`, a mechanism
-that conforms in milliseconds.
+"""Plug-ins for the crash, isolation and Ctrl-C tests: a suite whose cells take a moment and, for
+chosen seeds, segfault, hang, run out of memory, diverge or kill their own process; and `ident`, a
+mechanism that conforms in milliseconds.
 
 Cells of these tests run in other processes (the CLI, its workers), which find plug-ins only through
 entry points: `distribution(site)` writes one naming this module.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -25,20 +26,24 @@ HUGE = 64 * 2**30  # bytes no test machine grants under a --memory-limit
 
 
 class FaultySuite(EchoSuite):
-    """Echo's scores after sleeping `sleep` seconds (a range: drawn per cell, reproducibly); seed i does
-    `faults[i]` of the comma-separated `faults` setting instead, e.g. `--set faults=ok,segv,hang`:
-    ok, segv, hang, memoryerror, torch_oom, nan_loss, sigkill, systemexit (a plug-in calling sys.exit),
-    unstorable (NUL in its error text and NaN in its details: PostgreSQL refuses both as given) or
-    longmetric (a metric name longer than the store holds). With `pid_dir`, each cell first writes the id
-    of its process to `pid_dir/SEED.pid`."""
+    """Echo's scores after sleeping `sleep` seconds (a range: drawn per cell, reproducibly); seed i
+    does `faults[i]` of the comma-separated `faults` setting instead, e.g. `--set
+    faults=ok,segv,hang`: ok, segv, hang, memoryerror, torch_oom, nan_loss, sigkill, systemexit (a
+    plug-in calling sys.exit), unstorable (NUL in its error text and NaN in its details: PostgreSQL
+    refuses both as given) or longmetric (a metric name longer than the store holds). With
+    `pid_dir`, each cell first writes the id of its process to `pid_dir/SEED.pid`."""
 
     name = "faulty"
-    description = "Echo after a short sleep; chosen seeds crash, hang, run out of memory or diverge."
+    description = (
+        "Echo after a short sleep; chosen seeds crash, hang, run out of memory or diverge."
+    )
     groups = ()
 
     def tasks(self, profile):
-        return [Task(label, {"offset": offset, "sleep": [0.1, 0.3], "faults": "", "pid_dir": ""})
-                for label, offset in (("t1", 0.0), ("t2", 0.5))]
+        return [
+            Task(label, {"offset": offset, "sleep": [0.1, 0.3], "faults": "", "pid_dir": ""})
+            for label, offset in (("t1", 0.0), ("t2", 0.5))
+        ]
 
     def run_cell(self, cell, mechanism, ctx):
         faults = cell.task_config["faults"].split(",") if cell.task_config["faults"] else []
@@ -66,23 +71,34 @@ class FaultySuite(EchoSuite):
         outcome = super().run_cell(cell, mechanism, ctx)
         if fault == "longmetric":
             outcome.metrics["m" * 200] = 1.0
-        outcome.details["nan"] = float("nan")  # JSON without NaN: every done cell's details pass through the store
+        outcome.details["nan"] = float(
+            "nan"
+        )  # JSON without NaN: every done cell's details pass through the store
         outcome.details["pid"] = os.getpid()  # which process ran the cell
         return outcome
 
 
 def diverge(budget) -> None:
-    """The shared training loop on a loss that is NaN from the first step: it raises NonFiniteLossError."""
+    """The shared training loop on a loss that is NaN from the first step: it raises
+    NonFiniteLossError."""
     from attnbench.toolkit.training import train_under_budget
 
     model = nn.Linear(2, 1)
     batch = torch.ones(4, 2), torch.ones(4, 1)
-    train_under_budget(model, lambda step: batch, lambda out, y: (out - y).sum() * float("nan"),
-                       torch.optim.SGD(model.parameters(), lr=0.1), budget, flops_per_step=1, tokens_per_step=1)
+    train_under_budget(
+        model,
+        lambda step: batch,
+        lambda out, y: (out - y).sum() * float("nan"),
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        budget,
+        flops_per_step=1,
+        tokens_per_step=1,
+    )
 
 
 class Scale(nn.Module):
-    """x times one learned scalar: causal, batch-independent, 0 FLOPs as FlopCounterMode counts them."""
+    """x times one learned scalar: causal, batch-independent, 0 FLOPs as FlopCounterMode counts
+    them."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -93,7 +109,8 @@ class Scale(nn.Module):
 
 
 class Broken(Scale):
-    """Scale whose forward does `fault`: segv, hang or exit (sys.exit inside the conformance check)."""
+    """Scale whose forward does `fault`: segv, hang or exit (sys.exit inside the conformance
+    check)."""
 
     def __init__(self, fault: str) -> None:
         super().__init__()
@@ -110,15 +127,25 @@ class Broken(Scale):
 
 
 def broken(fault: str) -> MechanismSpec:
-    return MechanismSpec(name=f"broken_{fault}", kind="sequence", description=f"its forward does {fault}",
-                         paper="none", build=lambda dim, causal=True, **_: Broken(fault),
-                         flops=lambda *args, **kwargs: FlopBreakdown())
+    return MechanismSpec(
+        name=f"broken_{fault}",
+        kind="sequence",
+        description=f"its forward does {fault}",
+        paper="none",
+        build=lambda dim, causal=True, **_: Broken(fault),
+        flops=lambda *args, **kwargs: FlopBreakdown(),
+    )
 
 
 SUITE = FaultySuite()
-IDENT = MechanismSpec(name="ident", kind="sequence", description="x times a scalar: conforms in milliseconds",
-                      paper="none", build=lambda dim, causal=True, **_: Scale(),
-                      flops=lambda *args, **kwargs: FlopBreakdown())
+IDENT = MechanismSpec(
+    name="ident",
+    kind="sequence",
+    description="x times a scalar: conforms in milliseconds",
+    paper="none",
+    build=lambda dim, causal=True, **_: Scale(),
+    flops=lambda *args, **kwargs: FlopBreakdown(),
+)
 BROKEN_SEGV, BROKEN_HANG, BROKEN_EXIT = broken("segv"), broken("hang"), broken("exit")
 
 
@@ -127,8 +154,16 @@ def distribution(site: Path) -> dict[str, str]:
     from tests.conftest import REPO, make_distribution
 
     module = "tests.support.faulty_plugins"
-    make_distribution(site, "faultyplugins", modules={},
-                      mechanisms={"ident": f"{module}:IDENT", "broken_segv": f"{module}:BROKEN_SEGV",
-                                  "broken_hang": f"{module}:BROKEN_HANG", "broken_exit": f"{module}:BROKEN_EXIT"},
-                      suites={"faulty": f"{module}:SUITE"})
+    make_distribution(
+        site,
+        "faultyplugins",
+        modules={},
+        mechanisms={
+            "ident": f"{module}:IDENT",
+            "broken_segv": f"{module}:BROKEN_SEGV",
+            "broken_hang": f"{module}:BROKEN_HANG",
+            "broken_exit": f"{module}:BROKEN_EXIT",
+        },
+        suites={"faulty": f"{module}:SUITE"},
+    )
     return {"PYTHONPATH": os.pathsep.join([str(site), str(REPO)])}

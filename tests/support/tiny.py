@@ -1,4 +1,6 @@
-"""A tiny random Llama and a character-level tokenizer, saved as a real checkpoint folder (nothing downloaded)."""
+"""A tiny random Llama and a character-level tokenizer, saved as a real checkpoint folder
+(nothing downloaded)."""
+
 from __future__ import annotations
 
 import string
@@ -11,7 +13,8 @@ CHARACTERS = string.ascii_lowercase + string.digits + " .,:?"
 
 
 def char_tokenizer():
-    """One token per character, a BOS token in front, decoding that joins characters back without spaces."""
+    """One token per character, a BOS token in front, decoding that joins characters back without
+    spaces."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
@@ -19,18 +22,35 @@ def char_tokenizer():
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
     backend.decoder = decoders.Fuse()
-    backend.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", vocab["<s>"])])
-    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
-                                   unk_token="<unk>")
+    backend.post_processor = processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", vocab["<s>"])]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        pad_token="<pad>",
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+    )
 
 
 def tiny_llama(seed: int = 0, layers: int = 2):
-    """Hidden 64, 4 query heads sharing 2 key/value heads, vocabulary of the character tokenizer, on SDPA."""
+    """Hidden 64, 4 query heads sharing 2 key/value heads, vocabulary of the character tokenizer,
+    on SDPA."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig(vocab_size=len(SPECIAL_TOKENS) + len(CHARACTERS), hidden_size=64, intermediate_size=128,
-                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=512, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    config = LlamaConfig(
+        vocab_size=len(SPECIAL_TOKENS) + len(CHARACTERS),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = LlamaForCausalLM(config)

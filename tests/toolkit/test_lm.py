@@ -1,4 +1,5 @@
 """Analytic FLOPs against torch.utils.flop_counter.FlopCounterMode on SDPA's math path."""
+
 from __future__ import annotations
 
 import pytest
@@ -6,8 +7,8 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from attnbench.toolkit.lm import LMConfig, MixerLM, forward_flops, training_step_flops
 from attnbench.mechanisms import linear, mha, sliding_window
+from attnbench.toolkit.lm import LMConfig, MixerLM, forward_flops, training_step_flops
 
 
 def measured(fn) -> int:
@@ -27,7 +28,9 @@ def test_mha_flops_equal_flop_counter(batch, length, dim, heads, causal):
     assert declared.projections == 8 * batch * length * dim * dim
 
 
-@pytest.mark.parametrize("batch,length,dim,heads,chunk", [(1, 7, 16, 1, 64), (2, 33, 32, 4, 8), (2, 64, 32, 2, 16)])
+@pytest.mark.parametrize(
+    "batch,length,dim,heads,chunk", [(1, 7, 16, 1, 64), (2, 33, 32, 4, 8), (2, 64, 32, 2, 16)]
+)
 @pytest.mark.parametrize("causal", [True, False])
 def test_linear_flops_equal_flop_counter(batch, length, dim, heads, chunk, causal):
     module = linear.build(dim, causal=causal, num_heads=heads, chunk_size=chunk)
@@ -63,11 +66,16 @@ def test_training_step_flops_equal_flop_counter_for_dense_model(mlp):
         torch.nn.functional.cross_entropy(logits.flatten(0, 1), tokens.flatten()).backward()
 
     assert measured(step) == training_step_flops(config, mha.SPEC, hparams, batch=3)
-    assert measured(lambda: model(tokens)) == forward_flops(config, mha.SPEC, hparams, batch=3)["total"]
+    assert (
+        measured(lambda: model(tokens))
+        == forward_flops(config, mha.SPEC, hparams, batch=3)["total"]
+    )
 
 
 def test_short_conv_model_flops_equal_flop_counter():
-    config = LMConfig(vocab_size=50, seq_len=24, d_model=32, n_layers=2, mlp=True, positions="none", short_conv=4)
+    config = LMConfig(
+        vocab_size=50, seq_len=24, d_model=32, n_layers=2, mlp=True, positions="none", short_conv=4
+    )
     hparams = {"num_heads": 2}
     model = MixerLM(config, mha.SPEC, hparams)
     tokens = torch.randint(0, 50, (3, 24))
@@ -78,18 +86,28 @@ def test_short_conv_model_flops_equal_flop_counter():
         torch.nn.functional.cross_entropy(model(tokens).flatten(0, 1), tokens.flatten()).backward()
     # FlopCounterMode's convolution_backward formula ignores `groups` and counts a depth-wise kernel
     # as a dense one (torch 2.13); the true backward of a convolution is twice its forward.
-    conv_backward = sum(n for op, n in counter.get_flop_counts()["Global"].items()
-                        if "convolution_backward" in str(op))
-    assert counter.get_total_flops() - conv_backward + 2 * declared["short_conv"] \
-        == training_step_flops(config, mha.SPEC, hparams, batch=3)
+    conv_backward = sum(
+        n
+        for op, n in counter.get_flop_counts()["Global"].items()
+        if "convolution_backward" in str(op)
+    )
+    assert counter.get_total_flops() - conv_backward + 2 * declared[
+        "short_conv"
+    ] == training_step_flops(config, mha.SPEC, hparams, batch=3)
 
 
 def test_flops_at_another_length_equal_flop_counter():
-    """The needle suite trains at one length and evaluates at others: FLOPs follow the actual length."""
-    config = LMConfig(vocab_size=50, seq_len=24, d_model=32, positions="none", short_conv=3, mlp=True)
+    """The needle suite trains at one length and evaluates at others: FLOPs follow the actual
+    length."""
+    config = LMConfig(
+        vocab_size=50, seq_len=24, d_model=32, positions="none", short_conv=3, mlp=True
+    )
     model = MixerLM(config, mha.SPEC, {"num_heads": 2})
     tokens = torch.randint(0, 50, (2, 41))
-    assert measured(lambda: model(tokens)) == forward_flops(config, mha.SPEC, {"num_heads": 2}, 2, seq_len=41)["total"]
+    assert (
+        measured(lambda: model(tokens))
+        == forward_flops(config, mha.SPEC, {"num_heads": 2}, 2, seq_len=41)["total"]
+    )
 
 
 def test_learned_positions_refuse_longer_inputs():

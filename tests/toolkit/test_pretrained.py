@@ -1,4 +1,6 @@
-"""attnbench.toolkit.pretrained: load from a checkpoint folder or the local cache only, install a mechanism, greedy text."""
+"""attnbench.toolkit.pretrained: load from a checkpoint folder or the local cache only, install a
+mechanism, greedy text."""
+
 from __future__ import annotations
 
 import re
@@ -16,8 +18,14 @@ from transformers import AutoModelForCausalLM
 from attnbench.errors import ConfigError
 from attnbench.mechanism import MechanismSpec
 from attnbench.mechanisms import dense
-from attnbench.toolkit.pretrained import attention_key, greedy_generate, install, load, require_transformers
 from attnbench.registry import MECHANISMS
+from attnbench.toolkit.pretrained import (
+    attention_key,
+    greedy_generate,
+    install,
+    load,
+    require_transformers,
+)
 from tests.support.tiny import save_checkpoint
 
 PROMPTS = ["the key is 42. what is the key?", "a"]
@@ -43,12 +51,16 @@ def empty_hub(tmp_path, monkeypatch):
 def test_load_a_checkpoint_folder(checkpoint):
     model, tokenizer = load(str(checkpoint))
     assert not model.training and model.dtype == torch.float32 and model.device.type == "cpu"
-    assert tokenizer.decode(tokenizer("the key")["input_ids"], skip_special_tokens=True) == "the key"
+    assert (
+        tokenizer.decode(tokenizer("the key")["input_ids"], skip_special_tokens=True) == "the key"
+    )
     half, _ = load(str(checkpoint), dtype="bfloat16")
     assert half.dtype == torch.bfloat16
 
 
-@pytest.mark.parametrize("ref", ["./no-such-model", "~/no-such-model-attnbench", "/no/such/model", "models/no/model"])
+@pytest.mark.parametrize(
+    "ref", ["./no-such-model", "~/no-such-model-attnbench", "/no/such/model", "models/no/model"]
+)
 def test_a_missing_local_path_says_so(ref):
     with pytest.raises(ConfigError, match=re.escape(f"model path {ref} does not exist")):
         load(ref)
@@ -60,7 +72,9 @@ def test_a_folder_without_a_checkpoint_says_so(tmp_path):
 
 
 def test_a_hub_id_outside_the_local_cache_says_how_to_fetch_it(empty_hub):
-    with pytest.raises(ConfigError, match="neither a local folder nor in the local Hugging Face cache") as error:
+    with pytest.raises(
+        ConfigError, match="neither a local folder nor in the local Hugging Face cache"
+    ) as error:
         load("attnbench-tests/absent-model")
     assert "`hf download attnbench-tests/absent-model`" in str(error.value)
     assert "huggingface-cli download attnbench-tests/absent-model" in str(error.value)
@@ -94,23 +108,33 @@ def test_only_pretrained_mechanisms_install(checkpoint):
 
 
 def test_a_model_that_ignores_the_attention_interface_is_refused():
-    class OwnAttentionModel:  # as transformers leaves a model whose layers call their attention directly
+    # as transformers leaves a model whose layers call their attention directly
+    class OwnAttentionModel:
         config = SimpleNamespace(_attn_implementation="eager")
 
         def set_attn_implementation(self, key):
             pass
 
-    with pytest.raises(ConfigError, match="does not dispatch its attention through transformers' AttentionInterface"):
+    with pytest.raises(
+        ConfigError,
+        match="does not dispatch its attention through transformers' AttentionInterface",
+    ):
         install(OwnAttentionModel(), MECHANISMS.get("dense"), {})
 
 
 def test_each_configuration_gets_its_own_key(checkpoint):
     streaming = MECHANISMS.get("streaming")
-    first, second = attention_key(streaming, {"window": 8}), attention_key(streaming, {"window": 16})
+    first, second = (
+        attention_key(streaming, {"window": 8}),
+        attention_key(streaming, {"window": 16}),
+    )
     assert first != second and first == attention_key(streaming, {"window": 8})
     assert first.startswith("attnbench_streaming_") and "/" not in first
     model, _ = load(str(checkpoint))
-    assert install(model, streaming, {"num_sinks": 4, "window": 8}) == model.config._attn_implementation
+    assert (
+        install(model, streaming, {"num_sinks": 4, "window": 8})
+        == model.config._attn_implementation
+    )
 
 
 def test_dense_generates_the_text_of_the_models_own_sdpa(checkpoint):
@@ -125,20 +149,34 @@ def test_dense_generates_the_text_of_the_models_own_sdpa(checkpoint):
 
         return counted
 
-    counting = MechanismSpec(name="counting_dense", kind="pretrained", description="", paper="",
-                             build=counting_dense, flops=dense.flops)
+    counting = MechanismSpec(
+        name="counting_dense",
+        kind="pretrained",
+        description="",
+        paper="",
+        build=counting_dense,
+        flops=dense.flops,
+    )
     model, tokenizer = load(str(checkpoint))
     install(model, counting, {})
     installed = greedy_generate(model, tokenizer, PROMPTS, max_new_tokens=12, stop_at_eos=False)
-    own = AutoModelForCausalLM.from_pretrained(checkpoint, attn_implementation="sdpa", local_files_only=True).eval()
-    assert installed == greedy_generate(own, tokenizer, PROMPTS, max_new_tokens=12, stop_at_eos=False)
+    own = AutoModelForCausalLM.from_pretrained(
+        checkpoint, attn_implementation="sdpa", local_files_only=True
+    ).eval()
+    assert installed == greedy_generate(
+        own, tokenizer, PROMPTS, max_new_tokens=12, stop_at_eos=False
+    )
     assert calls, "the installed attention function was never called"
-    assert all(0 < len(text) <= 12 for text in installed)  # the continuation only, one character a token
+    assert all(
+        0 < len(text) <= 12 for text in installed
+    )  # the continuation only, one character a token
 
 
 def test_generation_stops_at_the_models_end_of_sequence(checkpoint):
     model, tokenizer = load(str(checkpoint))
     full = greedy_generate(model, tokenizer, PROMPTS[:1], max_new_tokens=8, stop_at_eos=False)[0]
-    model.generation_config.eos_token_id = tokenizer.convert_tokens_to_ids(full[1])  # the 2nd token ends it
+    model.generation_config.eos_token_id = tokenizer.convert_tokens_to_ids(
+        full[1]
+    )  # the 2nd token ends it
     stopped = greedy_generate(model, tokenizer, PROMPTS[:1], max_new_tokens=8)[0]
     assert stopped == full[: full.index(full[1]) + 1] and len(full) == 8

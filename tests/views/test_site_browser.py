@@ -1,5 +1,7 @@
-"""The static site in a real headless Chromium (Debian's, driven by Playwright): sorting, plots, heat maps,
-escaping, no console errors, phone width, and a screenshot of each page for people to look at."""
+"""The static site in a real headless Chromium (Debian's, driven by Playwright): sorting, plots,
+heat maps, escaping, no console errors, phone width, and a screenshot of each page for people to
+look at."""
+
 from __future__ import annotations
 
 import functools
@@ -18,12 +20,20 @@ from tests.views.site_data import NEEDLE_DEPTHS, NEEDLE_LENGTHS, populate_needle
 EVIL = "<script>alert(1)</script>"
 CHROMIUM = os.environ.get("ATTNBENCH_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 # Headless as root, and none of the background connections that a closed network refuses.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 DESKTOP, PHONE = {"width": 1280, "height": 900}, {"width": 375, "height": 740}
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="needs the Python package playwright "
-                               "(pip install -e '.[dev]')")
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="needs the Python package playwright (pip install -e '.[dev]')"
+)
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +65,9 @@ def server(site):
 @pytest.fixture(scope="module")
 def browser():
     if not os.path.exists(CHROMIUM):
-        pytest.skip(f"needs Chromium at {CHROMIUM} (apt-get install chromium, or set ATTNBENCH_CHROMIUM)")
+        pytest.skip(
+            f"needs Chromium at {CHROMIUM} (apt-get install chromium, or set ATTNBENCH_CHROMIUM)"
+        )
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
@@ -63,8 +75,8 @@ def browser():
 
 
 class Page:
-    """A loaded page with everything that went wrong on it: console errors, page errors, dialogs, requests
-    that left the site."""
+    """A loaded page with everything that went wrong on it: console errors, page errors, dialogs,
+    requests that left the site."""
 
     def __init__(self, browser, url: str, viewport: dict, origin: str) -> None:
         self.context = browser.new_context(viewport=viewport)
@@ -72,10 +84,15 @@ class Page:
         self.errors: list[str] = []
         self.dialogs: list[str] = []
         self.outside: list[str] = []
-        self.page.on("console", lambda m: self.errors.append(f"console: {m.text}") if m.type == "error" else None)
+        self.page.on(
+            "console",
+            lambda m: self.errors.append(f"console: {m.text}") if m.type == "error" else None,
+        )
         self.page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
         self.page.on("dialog", self._dialog)
-        self.page.on("request", lambda r: None if r.url.startswith(origin) else self.outside.append(r.url))
+        self.page.on(
+            "request", lambda r: None if r.url.startswith(origin) else self.outside.append(r.url)
+        )
         self.page.goto(url, wait_until="load")
 
     def _dialog(self, dialog) -> None:
@@ -83,7 +100,9 @@ class Page:
         dialog.dismiss()
 
     def column(self, table, index: int) -> list[str]:
-        return [td.inner_text() for td in table.locator(f"tbody tr td:nth-child({index + 1})").all()]
+        return [
+            td.inner_text() for td in table.locator(f"tbody tr td:nth-child({index + 1})").all()
+        ]
 
     def close(self) -> None:
         self.context.close()
@@ -109,14 +128,23 @@ def site_pages(site: Path) -> list[str]:
 
 
 def test_site_has_the_pages_the_data_asks_for(site):
-    assert site_pages(site) == ["index.html", "suite-lm.html", "suite-mqar.html", "suite-needle.html"]
+    assert site_pages(site) == [
+        "index.html",
+        "suite-lm.html",
+        "suite-mqar.html",
+        "suite-needle.html",
+    ]
 
 
-@pytest.mark.parametrize("name", ["index.html", "suite-lm.html", "suite-mqar.html", "suite-needle.html"])
+@pytest.mark.parametrize(
+    "name", ["index.html", "suite-lm.html", "suite-mqar.html", "suite-needle.html"]
+)
 def test_page_loads_clean_and_shows_the_evil_name_as_text(open_page, name):
     page = open_page(name)
     body = page.page.locator("body").inner_text()
-    assert EVIL in body  # shown as literal text; the fixture asserts that no alert fired and nothing errored
+    assert (
+        EVIL in body
+    )  # shown as literal text; the fixture asserts that no alert fired and nothing errored
     assert page.page.locator("script").count() == 1
     nav = page.page.locator("nav a")
     assert nav.all_inner_texts() == ["overview", "lm", "mqar", "needle"]
@@ -200,8 +228,10 @@ def test_plots_render_with_points(open_page):
         for c in range(circles.count()):
             point = circles.nth(c).bounding_box()
             assert point and point["width"] > 0
-            inside += (box["x"] <= point["x"] <= box["x"] + box["width"]
-                       and box["y"] <= point["y"] <= box["y"] + box["height"])
+            inside += (
+                box["x"] <= point["x"] <= box["x"] + box["width"]
+                and box["y"] <= point["y"] <= box["y"] + box["height"]
+            )
         assert inside == circles.count()
     assert page.page.locator("svg polyline.frontier").count() == 10
     labels = page.page.locator("figure svg text").all_text_contents()
@@ -224,16 +254,24 @@ def test_heat_maps_render_a_coloured_cell_per_point(open_page):
             cell = cells.nth(c).bounding_box()
             assert cell and cell["width"] > 20 and cell["height"] > 10
             assert box["x"] <= cell["x"] and cell["x"] + cell["width"] <= box["x"] + box["width"]
-        fills = {cells.nth(c).evaluate("r => getComputedStyle(r).fill") for c in range(cells.count())}
+        fills = {
+            cells.nth(c).evaluate("r => getComputedStyle(r).fill") for c in range(cells.count())
+        }
         assert len(fills) > 1  # every mechanism's score changes over the grid
         values = heat.locator("g.cell text").all_text_contents()
         assert all(v == "—" or 0 <= int(v) <= 100 for v in values)
-    middle = maps.nth(1).locator("g.cell").nth(2 * len(NEEDLE_LENGTHS) + 2)  # streaming, depth 50, length 512
+    middle = (
+        maps.nth(1).locator("g.cell").nth(2 * len(NEEDLE_LENGTHS) + 2)
+    )  # streaming, depth 50, length 512
     assert middle.locator("text").text_content() == "8"
-    assert middle.locator("title").text_content() == "streaming · 512 tokens · depth 50% · score 8.0"
+    assert (
+        middle.locator("title").text_content() == "streaming · 512 tokens · depth 50% · score 8.0"
+    )
 
 
-@pytest.mark.parametrize("name", ["index.html", "suite-lm.html", "suite-mqar.html", "suite-needle.html"])
+@pytest.mark.parametrize(
+    "name", ["index.html", "suite-lm.html", "suite-mqar.html", "suite-needle.html"]
+)
 def test_phone_width_has_no_horizontal_overflow(open_page, name):
     page = open_page(name, PHONE)
     width = page.page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")

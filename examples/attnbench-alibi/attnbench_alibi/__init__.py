@@ -4,6 +4,7 @@ No position embeddings inside the mechanism: each head h adds -m_h * (i - j) to 
 query i on key j, with head slopes m_h a geometric sequence 2^(-8h/H). Costs are those of mha
 (the bias is elementwise, which FlopCounterMode does not count).
 """
+
 from __future__ import annotations
 
 import torch
@@ -29,7 +30,9 @@ class ALiBiAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, length, dim = x.shape
-        q, k, v = self.qkv(x).view(batch, length, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+        q, k, v = (
+            self.qkv(x).view(batch, length, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+        )
         position = torch.arange(length, device=x.device)
         distance = (position[:, None] - position[None, :]).to(x.dtype)
         bias = -self.slopes.to(x.dtype)[:, None, None] * distance.abs()
@@ -39,8 +42,12 @@ class ALiBiAttention(nn.Module):
         return self.out_proj(out.transpose(1, 2).reshape(batch, length, dim))
 
 
-def flops(batch: int, seq_len: int, dim: int, num_heads: int = 8, causal: bool = True, **_: object) -> FlopBreakdown:
-    return FlopBreakdown(attention=4 * batch * seq_len * seq_len * dim, projections=8 * batch * seq_len * dim * dim)
+def flops(
+    batch: int, seq_len: int, dim: int, num_heads: int = 8, causal: bool = True, **_: object
+) -> FlopBreakdown:
+    return FlopBreakdown(
+        attention=4 * batch * seq_len * seq_len * dim, projections=8 * batch * seq_len * dim * dim
+    )
 
 
 SPEC = MechanismSpec(

@@ -1,9 +1,10 @@
-"""The `attnbench` command: one module per command group, registered here; each parses, calls the library and
-prints.
+"""The `attnbench` command: one module per command group, registered here; each parses, calls the
+library and prints.
 
 Kept free of torch at import time so that `attnbench --help` and `attnbench list` start fast.
 Bad input becomes one line on stderr and exit status 2; a run with a failed cell exits 1.
 """
+
 from __future__ import annotations
 
 import sys
@@ -23,8 +24,18 @@ from attnbench.cli.run import run_command
 from attnbench.errors import AttnbenchError
 
 EXIT_BAD_INPUT = 2
-COMMANDS = (list_command, run_command, check_command, compare_command, history_command, export_command,
-            import_command, leaderboard_command, data_command, bench)
+COMMANDS = (
+    list_command,
+    run_command,
+    check_command,
+    compare_command,
+    history_command,
+    export_command,
+    import_command,
+    leaderboard_command,
+    data_command,
+    bench,
+)
 
 
 def _fail(message: str) -> None:
@@ -51,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, "--version", prog_name="attnbench", message="%(prog)s %(version)s")
+@click.version_option(
+    __version__, "--version", prog_name="attnbench", message="%(prog)s %(version)s"
+)
 def cli() -> None:
     """Budget-matched, reproducible benchmarking of attention mechanisms.
 

@@ -1,7 +1,9 @@
-"""`attnbench bench`: measured kernel benchmarks; parses and prints, `attnbench.run.benchmark` does the work.
+"""`attnbench bench`: measured kernel benchmarks; parses and prints, `attnbench.run.benchmark` does
+the work.
 
 Kept free of torch at import time, like the rest of the CLI.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,37 +26,71 @@ def bench() -> None:
 
 
 @bench.command("kernels")
-@click.option("--mechanism", "-m", "mechanisms", multiple=True,
-              help="Only these mechanisms (default: moba, sliding_window, dma, lightning, linear).")
-@click.option("--length", "-L", "lengths", multiple=True, type=int, help="Only these sequence lengths (default: all).")
+@click.option(
+    "--mechanism",
+    "-m",
+    "mechanisms",
+    multiple=True,
+    help="Only these mechanisms (default: moba, sliding_window, dma, lightning, linear).",
+)
+@click.option(
+    "--length",
+    "-L",
+    "lengths",
+    multiple=True,
+    type=int,
+    help="Only these sequence lengths (default: all).",
+)
 @click.option("--device", default="cuda", show_default=True, help="The CUDA device to measure on.")
-@click.option("--interpret", is_flag=True,
-              help="Without a GPU: run the smoke profile through Triton's interpreter on the CPU (toy shapes; checks "
-                   "the pipeline, the figures mean nothing).")
-@click.option("--export", "export_path", default=None, metavar="FILE.parquet",
-              help="Also write this run's cells to a Parquet file (e.g. results/kernels-h100.parquet).")
+@click.option(
+    "--interpret",
+    is_flag=True,
+    help=(
+        "Without a GPU: run the smoke profile through Triton's interpreter on the CPU (toy shapes;"
+        " checks the pipeline, the figures mean nothing)."
+    ),
+)
+@click.option(
+    "--export",
+    "export_path",
+    default=None,
+    metavar="FILE.parquet",
+    help="Also write this run's cells to a Parquet file (e.g. results/kernels-h100.parquet).",
+)
 @db_option
 def kernels_command(mechanisms, lengths, device, interpret, export_path, db) -> int:
-    """Kernel vs SDPA (flash) and FlexAttention: forward and forward+backward latency, TFLOP/s, peak memory.
+    """Kernel vs SDPA (flash) and FlexAttention: forward and forward+backward latency, TFLOP/s, peak
+    memory.
 
-    Stored as suite `kernels` (see `attnbench leaderboard --suite kernels`), with the device name, clocks
-    and dense bf16 peak in each cell's details. Exits 2 without a CUDA GPU unless --interpret is given.
+    Stored as suite `kernels` (see `attnbench leaderboard --suite kernels`), with the device name,
+    clocks and dense bf16 peak in each cell's details. Exits 2 without a CUDA GPU unless --interpret
+    is given.
     """
     if interpret:
         # Read when the kernels are decorated, so it must be set before they are imported.
         os.environ["TRITON_INTERPRET"] = "1"
     import torch
 
-    from attnbench.run.benchmark import NEEDS_GPU, export_run, plan_benchmark, run_benchmark, summary_rows
+    from attnbench.run.benchmark import (
+        NEEDS_GPU,
+        export_run,
+        plan_benchmark,
+        run_benchmark,
+        summary_rows,
+    )
 
     if not interpret and not torch.cuda.is_available():
         click.echo(f"attnbench: error: {NEEDS_GPU}", err=True)
         return EXIT_BAD_INPUT
-    from attnbench.views.console import RichReporter, print_plan
     from attnbench.store.database import Store
+    from attnbench.views.console import RichReporter, print_plan
 
-    plan = plan_benchmark(tuple(mechanisms), tuple(lengths), "cpu" if interpret else device,
-                          "smoke" if interpret else "paper")
+    plan = plan_benchmark(
+        tuple(mechanisms),
+        tuple(lengths),
+        "cpu" if interpret else device,
+        "smoke" if interpret else "paper",
+    )
     store = Store.open(db)
     print_plan(plan, store.url)
     reporter = RichReporter()

@@ -1,4 +1,5 @@
 """`attnbench data`: check a data set on disk, or fetch it."""
+
 from __future__ import annotations
 
 import click
@@ -6,15 +7,24 @@ import click
 
 @click.command("data")
 @click.argument("dataset", type=click.Choice(["eurosat"]))
-@click.option("--root", required=True, metavar="DIR", help="The folder that holds the data, or will.")
-@click.option("--bands", type=click.Choice(["rgb", "all"]), default="rgb", show_default=True,
-              help="rgb: torchvision's RGB JPEGs; all: torchgeo's 13-band GeoTIFFs.")
+@click.option(
+    "--root", required=True, metavar="DIR", help="The folder that holds the data, or will."
+)
+@click.option(
+    "--bands",
+    type=click.Choice(["rgb", "all"]),
+    default="rgb",
+    show_default=True,
+    help="rgb: torchvision's RGB JPEGs; all: torchgeo's 13-band GeoTIFFs.",
+)
 @click.option("--download", is_flag=True, help="Download, check (md5) and unpack what is missing.")
 def data_command(dataset: str, root: str, bands: str, download: bool) -> int:
-    """Check a data set on disk: what is there (images per class and split), or exactly how to get it.
+    """Check a data set on disk: what is there (images per class and split), or exactly how to get
+    it.
 
     Exits 0 when the data is there and every image reads, 1 when it is missing (the steps to get it
-    are printed), 2 when a copy is damaged (a missing class folder, a corrupt image) or a download fails.
+    are printed), 2 when a copy is damaged (a missing class folder, a corrupt image) or a download
+    fails.
 
     \b
     attnbench data eurosat --root data/

@@ -1,4 +1,5 @@
 """`attnbench export` and `attnbench import`: results as one flat file, and back."""
+
 from __future__ import annotations
 
 import click
@@ -8,8 +9,13 @@ from attnbench.cli.options import db_option, open_for_reading, writing
 
 @click.command("export")
 @click.argument("out")
-@click.option("--format", "fmt", type=click.Choice(["parquet", "csv", "json"]), default=None,
-              help="Default: from OUT's extension.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["parquet", "csv", "json"]),
+    default=None,
+    help="Default: from OUT's extension.",
+)
 @db_option
 def export_command(out: str, fmt: str | None, db: str | None) -> int:
     """Write every run, cell and metric to one file (a row per cell and metric).
@@ -29,8 +35,13 @@ def export_command(out: str, fmt: str | None, db: str | None) -> int:
 
 @click.command("import")
 @click.argument("source")
-@click.option("--format", "fmt", type=click.Choice(["parquet", "csv", "json"]), default=None,
-              help="Default: from SOURCE's extension.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["parquet", "csv", "json"]),
+    default=None,
+    help="Default: from SOURCE's extension.",
+)
 @db_option
 def import_command(source: str, fmt: str | None, db: str | None) -> int:
     """Add the runs of an exported file to a database (runs it already holds are skipped).

@@ -1,4 +1,5 @@
 """`attnbench history`: one mechanism's primary metric over the commits the store has seen."""
+
 from __future__ import annotations
 
 import json
@@ -25,11 +26,31 @@ def history_command(suite, mechanism, profile, budget, db, as_json) -> int:
     from attnbench.views.history import history, sparkline
 
     store = open_for_reading(db)
-    metric, points, chosen = history(results.load(store), results.load_runs(store), suite, mechanism, profile, budget)
+    metric, points, chosen = history(
+        results.load(store), results.load_runs(store), suite, mechanism, profile, budget
+    )
     if as_json:
-        click.echo(json.dumps({"suite": suite, "mechanism": mechanism, "metric": metric, **chosen,
-                               "points": [{"git_sha": p.git_sha, "dirty": p.dirty, "first_run": str(p.first_run),
-                                           "mean": p.mean, "n_cells": p.n_cells} for p in points]}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "suite": suite,
+                    "mechanism": mechanism,
+                    "metric": metric,
+                    **chosen,
+                    "points": [
+                        {
+                            "git_sha": p.git_sha,
+                            "dirty": p.dirty,
+                            "first_run": str(p.first_run),
+                            "mean": p.mean,
+                            "n_cells": p.n_cells,
+                        }
+                        for p in points
+                    ],
+                },
+                indent=2,
+            )
+        )
         return 0
     from attnbench.views.console import print_history
 

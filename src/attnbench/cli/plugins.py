@@ -1,4 +1,5 @@
 """`attnbench list`: what is registered, read from package metadata (or imported with --load)."""
+
 from __future__ import annotations
 
 import json
@@ -9,7 +10,11 @@ import click
 @click.command("list")
 @click.argument("what", type=click.Choice(["mechanisms", "suites", "groups"]))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@click.option("--load", is_flag=True, help="Import every plug-in to show its kind and details (imports torch).")
+@click.option(
+    "--load",
+    is_flag=True,
+    help="Import every plug-in to show its kind and details (imports torch).",
+)
 def list_command(what: str, as_json: bool, load: bool) -> int:
     """List registered mechanisms, suites or suite groups.
 

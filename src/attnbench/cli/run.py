@@ -1,4 +1,5 @@
 """`attnbench run`: a suite or group over mechanisms and seeds under a budget."""
+
 from __future__ import annotations
 
 import shlex
@@ -8,7 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from attnbench.cli.options import MAX_SEEDS, db_option, finite_seconds, memory_limit, parse_assignments
+from attnbench.cli.options import (
+    MAX_SEEDS,
+    db_option,
+    finite_seconds,
+    memory_limit,
+    parse_assignments,
+)
 from attnbench.run.config import RunConfig, load_run_config
 from attnbench.run.isolation import CellLimits
 
@@ -25,50 +32,142 @@ def _resume_command() -> str:
 
 
 @click.command("run")
-@click.option("--suite", "-s", "suite", default=None,
-              help="A suite or a group (long-context, smoke, all); required here or in --config.")
-@click.option("--mechanism", "-m", "mechanisms", multiple=True,
-              help="Mechanism to run (repeatable); default: every registered one the suite accepts.")
-@click.option("--seeds", type=click.IntRange(min=1, max=MAX_SEEDS), default=None,
-              help="Seeds 0..N-1 per cell (default: the suite's).")
-@click.option("--budget", "budget", default=None, help="Budget per cell, e.g. 2e11 (default: the suite's).")
-@click.option("--budget-kind", type=click.Choice(["flops", "steps", "seconds", "tokens"]), default=None,
-              help="[default: flops]")
-@click.option("--profile", default=None, help="smoke, paper, ... (default: smoke without a GPU, paper with one).")
-@click.option("--hparam", "hparams", multiple=True, metavar="KEY=VALUE",
-              help="Set a hyper-parameter on every selected mechanism that has it (repeatable).")
-@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
-              help="Change a task setting of the suite, e.g. seq_len=64 for MQAR (repeatable).")
-@click.option("--model", default=None, metavar="PATH_OR_ID",
-              help="A Hugging Face checkpoint (local folder or cached hub id) for pretrained mechanisms.")
-@click.option("--backend", type=click.Choice(["native", "lm-eval"]), default=None,
-              help="Who evaluates: the suite's own code, or lm-eval's tasks of the same benchmark through its "
-                   "Hugging Face wrapper (longbench; lm-eval's variant differs from the official one) "
-                   "[default: native].")
+@click.option(
+    "--suite",
+    "-s",
+    "suite",
+    default=None,
+    help="A suite or a group (long-context, smoke, all); required here or in --config.",
+)
+@click.option(
+    "--mechanism",
+    "-m",
+    "mechanisms",
+    multiple=True,
+    help="Mechanism to run (repeatable); default: every registered one the suite accepts.",
+)
+@click.option(
+    "--seeds",
+    type=click.IntRange(min=1, max=MAX_SEEDS),
+    default=None,
+    help="Seeds 0..N-1 per cell (default: the suite's).",
+)
+@click.option(
+    "--budget", "budget", default=None, help="Budget per cell, e.g. 2e11 (default: the suite's)."
+)
+@click.option(
+    "--budget-kind",
+    type=click.Choice(["flops", "steps", "seconds", "tokens"]),
+    default=None,
+    help="[default: flops]",
+)
+@click.option(
+    "--profile",
+    default=None,
+    help="smoke, paper, ... (default: smoke without a GPU, paper with one).",
+)
+@click.option(
+    "--hparam",
+    "hparams",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Set a hyper-parameter on every selected mechanism that has it (repeatable).",
+)
+@click.option(
+    "--set",
+    "settings",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Change a task setting of the suite, e.g. seq_len=64 for MQAR (repeatable).",
+)
+@click.option(
+    "--model",
+    default=None,
+    metavar="PATH_OR_ID",
+    help="A Hugging Face checkpoint (local folder or cached hub id) for pretrained mechanisms.",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["native", "lm-eval"]),
+    default=None,
+    help=(
+        "Who evaluates: the suite's own code, or lm-eval's tasks of the same benchmark through its "
+        "Hugging Face wrapper (longbench; lm-eval's variant differs from the official one) "
+        "[default: native]."
+    ),
+)
 @click.option("--device", default=None, help="cpu or cuda[:N] (default: cuda when available).")
 @db_option
-@click.option("--resume", is_flag=True, help="Skip cells already done with the same config, budget and seed.")
-@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
-              help="Cells run at once, each in its own worker process with its share of the CPU threads "
-                   "(default: one per CPU core on the CPU, 1 on a GPU).")
-@click.option("--allow-nonconforming", is_flag=True,
-              help="Run mechanisms that fail `attnbench check` anyway; the failure is recorded on each cell.")
-@click.option("--isolate", is_flag=True,
-              help="Run every cell, and every mechanism's conformance check, in a fresh process of its own: a "
-                   "segfault, hang or out-of-memory is recorded as that cell's result (or that mechanism's "
-                   "refusal) and the others go on.")
-@click.option("--cell-timeout", type=float, callback=finite_seconds, default=None, metavar="SECONDS",
-              help="Kill a cell (or a conformance check) that runs longer and record it as `timeout` "
-                   "(implies --isolate).")
-@click.option("--memory-limit", callback=memory_limit, default=None, metavar="BYTES",
-              help="Memory per cell, e.g. 4G: address space (RLIMIT_AS) on the CPU, the share of the GPU's memory "
-                   "on CUDA; a cell that needs more is recorded as `oom` (implies --isolate).")
-@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="Where cells run: worker processes here, or tasks on a Ray cluster.")
-@click.option("--address", default=None, help="The Ray cluster to join (default: start a local instance).")
-@click.option("--config", "config_path", default=None, metavar="FILE.toml",
-              help="Run options from a TOML file; options on the command line win.")
-@click.option("--dry-run", is_flag=True, help="Plan and print the cells, check the mechanisms, run and store nothing.")
+@click.option(
+    "--resume", is_flag=True, help="Skip cells already done with the same config, budget and seed."
+)
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=1),
+    default=None,
+    help=(
+        "Cells run at once, each in its own worker process with its share of the CPU threads "
+        "(default: one per CPU core on the CPU, 1 on a GPU)."
+    ),
+)
+@click.option(
+    "--allow-nonconforming",
+    is_flag=True,
+    help="Run mechanisms that fail `attnbench check` anyway; the failure is recorded on each cell.",
+)
+@click.option(
+    "--isolate",
+    is_flag=True,
+    help=(
+        "Run every cell, and every mechanism's conformance check, in a fresh process of its own: a "
+        "segfault, hang or out-of-memory is recorded as that cell's result (or that mechanism's "
+        "refusal) and the others go on."
+    ),
+)
+@click.option(
+    "--cell-timeout",
+    type=float,
+    callback=finite_seconds,
+    default=None,
+    metavar="SECONDS",
+    help=(
+        "Kill a cell (or a conformance check) that runs longer and record it as `timeout` "
+        "(implies --isolate)."
+    ),
+)
+@click.option(
+    "--memory-limit",
+    callback=memory_limit,
+    default=None,
+    metavar="BYTES",
+    help=(
+        "Memory per cell, e.g. 4G: address space (RLIMIT_AS) on the CPU, the share of the GPU's"
+        " memory on CUDA; a cell that needs more is recorded as `oom` (implies --isolate)."
+    ),
+)
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="Where cells run: worker processes here, or tasks on a Ray cluster.",
+)
+@click.option(
+    "--address", default=None, help="The Ray cluster to join (default: start a local instance)."
+)
+@click.option(
+    "--config",
+    "config_path",
+    default=None,
+    metavar="FILE.toml",
+    help="Run options from a TOML file; options on the command line win.",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Plan and print the cells, check the mechanisms, run and store nothing.",
+)
 def run_command(**options: Any) -> int:
     """Run a suite (or group) over mechanisms and seeds under a fixed budget.
 
@@ -92,7 +191,8 @@ def run_command(**options: Any) -> int:
 
 @dataclass(frozen=True)
 class RunOptions:
-    """`attnbench run`'s options as given: None (or empty) where the command line left them to --config."""
+    """`attnbench run`'s options as given: None (or empty) where the command line left them to
+    --config."""
 
     suite: str | None
     mechanisms: tuple[str, ...]
@@ -135,17 +235,23 @@ def request_from(options: RunOptions, config: RunConfig) -> RunRequest:
     if not suite:
         raise click.UsageError("--suite is required (or `suite = ...` in --config)")
     if options.executor == "ray" and (options.isolate or options.limits):
-        raise click.UsageError("--isolate, --cell-timeout and --memory-limit belong to the local executor; "
-                               "Ray runs every cell in a worker of its own")
+        raise click.UsageError(
+            "--isolate, --cell-timeout and --memory-limit belong to the local executor; "
+            "Ray runs every cell in a worker of its own"
+        )
     return RunRequest(
-        suite=suite, mechanisms=tuple(options.mechanisms) or config.mechanisms,
+        suite=suite,
+        mechanisms=tuple(options.mechanisms) or config.mechanisms,
         seeds=options.seeds if options.seeds is not None else config.seeds,
         budget_value=options.budget if options.budget is not None else config.budget,
         budget_kind=options.budget_kind or config.budget_kind or "flops",
         profile=options.profile if options.profile is not None else config.profile,
         hparams={**config.hparams, **parse_assignments(options.hparams, "--hparam")},
-        task_settings={**config.settings, **parse_assignments(options.settings, "--set")}, resume=options.resume,
-        model=options.model or config.model, backend=options.backend or config.backend or "native")
+        task_settings={**config.settings, **parse_assignments(options.settings, "--set")},
+        resume=options.resume,
+        model=options.model or config.model,
+        backend=options.backend or config.backend or "native",
+    )
 
 
 def run(options: RunOptions) -> int:
@@ -164,11 +270,17 @@ def run(options: RunOptions) -> int:
     db, jobs = options.db or config.db, options.jobs or config.jobs or default_jobs(plan.device)
     if options.executor == "ray":
         import_ray()  # a clear line now, not after the run is recorded
-    # The database is opened before the (slow) conformance checks, so that one that cannot be opened is one line
-    # at once; a dry run stores nothing and creates no database.
+    # The database is opened before the (slow) conformance checks, so that one that cannot be opened
+    # is one line at once; a dry run stores nothing and creates no database.
     store = None if options.dry_run else Store.open(db)
-    plan = screen_plan(plan, requested=set(request.mechanisms), allow_nonconforming=options.allow_nonconforming,
-                       isolated=options.isolated, limits=options.limits, jobs=jobs)
+    plan = screen_plan(
+        plan,
+        requested=set(request.mechanisms),
+        allow_nonconforming=options.allow_nonconforming,
+        isolated=options.isolated,
+        limits=options.limits,
+        jobs=jobs,
+    )
     if store is None:
         print_plan(plan, resolve_url(db))
         click.echo(f"dry run: {len(plan.cells)} cells planned; nothing was run or stored")
@@ -177,16 +289,30 @@ def run(options: RunOptions) -> int:
     reporter = RichReporter()
     try:
         with reporter:
-            summary = run_plan(plan, store, resume=options.resume, reporter=reporter, jobs=jobs,
-                               isolate=options.isolate, limits=options.limits, executor=options.executor,
-                               address=options.address)
+            summary = run_plan(
+                plan,
+                store,
+                resume=options.resume,
+                reporter=reporter,
+                jobs=jobs,
+                isolate=options.isolate,
+                limits=options.limits,
+                executor=options.executor,
+                address=options.address,
+            )
     except KeyboardInterrupt:
         summary = None
     if summary is None or summary.interrupted:
-        click.echo(f"interrupted: finished cells are stored; to run the rest: {_resume_command()}", err=True)
+        click.echo(
+            f"interrupted: finished cells are stored; to run the rest: {_resume_command()}",
+            err=True,
+        )
         return 143 if summary is not None and summary.terminated else 130
     print_summary(summary, store.url)
     if summary.crashed_runs:
-        click.echo(f"note: run {', '.join(map(str, summary.crashed_runs))} had died without finishing; "
-                   f"marked crashed", err=True)
+        click.echo(
+            f"note: run {', '.join(map(str, summary.crashed_runs))} had died without finishing; "
+            "marked crashed",
+            err=True,
+        )
     return 0 if summary.ok else 1

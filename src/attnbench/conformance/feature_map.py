@@ -11,6 +11,7 @@ BatchNorm normalises over the batch while training, as it does everywhere in the
 modules; that is not a leak. So the batch check runs in eval mode always, and in training mode
 too when the module holds no batch-statistics layer.
 """
+
 from __future__ import annotations
 
 import math
@@ -28,13 +29,16 @@ FLOP_SIZES = ((7, 9), (13, 5))
 BATCH_TOLERANCE = 1e-9
 
 
-def _inputs(batch: int, channels: int, size: tuple[int, int], seed: int,
-            dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def _inputs(
+    batch: int, channels: int, size: tuple[int, int], seed: int, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """Standard normal maps plus a random offset per image and channel, so that channel statistics
     (averages, maxima) differ between images and channels as they do in a trained CNN."""
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, channels, *size, generator=generator, dtype=torch.float64)
-    return (x + torch.randn(batch, channels, 1, 1, generator=generator, dtype=torch.float64)).to(dtype)
+    return (x + torch.randn(batch, channels, 1, 1, generator=generator, dtype=torch.float64)).to(
+        dtype
+    )
 
 
 def _has_batch_statistics(module: nn.Module) -> bool:
@@ -56,8 +60,11 @@ def _shapes(spec, channel_counts, hparams, seed) -> CheckResult:
                         if failure:
                             return failure
     sizes = ", ".join(f"{h}x{w}" for h, w in SIZES)
-    return CheckResult("shape_dtype", True, f"channels {_join(channel_counts)}, batch 1-2, sizes {sizes}, "
-                                            f"float32/64, train and eval")
+    return CheckResult(
+        "shape_dtype",
+        True,
+        f"channels {_join(channel_counts)}, batch 1-2, sizes {sizes}, float32/64, train and eval",
+    )
 
 
 def _batch_independence(spec, channel_counts, hparams, seed) -> CheckResult:
@@ -73,17 +80,23 @@ def _batch_independence(spec, channel_counts, hparams, seed) -> CheckResult:
             with torch.no_grad():
                 base, moved = module(x)[0], module(changed)[0]
             if not torch.allclose(base, moved, rtol=BATCH_TOLERANCE, atol=BATCH_TOLERANCE):
-                return CheckResult("batch_independence", False, f"image 0's output changed when image 1 changed "
-                                                                f"({mode} mode, {channels} channels, max "
-                                                                f"{float((base - moved).abs().max()):.2e})")
-    note = "" if "train" in modes else " (training mode uses BatchNorm's batch statistics by design)"
+                return CheckResult(
+                    "batch_independence",
+                    False,
+                    "image 0's output changed when image 1 changed "
+                    f"({mode} mode, {channels} channels, max "
+                    f"{float((base - moved).abs().max()):.2e})",
+                )
+    note = (
+        "" if "train" in modes else " (training mode uses BatchNorm's batch statistics by design)"
+    )
     return CheckResult("batch_independence", True, f"{' and '.join(modes)} mode{note}")
 
 
 def _gradients(spec, channel_counts, hparams, seed) -> CheckResult:
-    """Every trainable parameter gets a non-zero gradient. The batch holds each image and its negation,
-    so a ReLU unit of a small bottleneck is active for at least one of them: a unit dead at
-    initialisation for every input would otherwise read as a parameter the output ignores."""
+    """Every trainable parameter gets a non-zero gradient. The batch holds each image and its
+    negation, so a ReLU unit of a small bottleneck is active for at least one of them: a unit dead
+    at initialisation for every input would otherwise read as a parameter the output ignores."""
     count = 0
     for channels in channel_counts:
         module = build_seeded(spec, channels, hparams, seed)
@@ -91,10 +104,17 @@ def _gradients(spec, channel_counts, hparams, seed) -> CheckResult:
             return CheckResult("gradients", True, "no trainable parameters")
         x = _inputs(4, channels, SIZES[0], seed)
         module(torch.cat([x, -x])).square().sum().backward()
-        missing = [name for name, p in module.named_parameters()
-                   if p.requires_grad and (p.grad is None or not bool(p.grad.abs().sum() > 0))]
+        missing = [
+            name
+            for name, p in module.named_parameters()
+            if p.requires_grad and (p.grad is None or not bool(p.grad.abs().sum() > 0))
+        ]
         if missing:
-            return CheckResult("gradients", False, f"no gradient reaches {', '.join(missing)} ({channels} channels)")
+            return CheckResult(
+                "gradients",
+                False,
+                f"no gradient reaches {', '.join(missing)} ({channels} channels)",
+            )
         count = sum(1 for _ in module.parameters())
     return CheckResult("gradients", True, f"{count} parameters")
 
@@ -107,8 +127,11 @@ def _determinism(spec, channel_counts, hparams, seed) -> CheckResult:
             with torch.no_grad():
                 outputs.append(module(_inputs(2, channels, SIZES[1], seed)))
         if not torch.equal(*outputs):
-            return CheckResult("determinism", False, f"the same seed gave different modules or outputs "
-                                                     f"({channels} channels)")
+            return CheckResult(
+                "determinism",
+                False,
+                f"the same seed gave different modules or outputs ({channels} channels)",
+            )
     return CheckResult("determinism", True)
 
 
@@ -127,8 +150,12 @@ def _flops(spec, channel_counts, hparams, seed) -> CheckResult:
             where = f"{channels} channels, {size[0]}x{size[1]}"
             if not verdict.passed:
                 return CheckResult("flops", False, f"{verdict.detail} ({where})")
-            details.append(f"{where}: {declared.total:,}" if spec.flops_exact else f"{where}: {verdict.detail}")
-    return CheckResult("flops", True, ("declared = measured, " if spec.flops_exact else "") + "; ".join(details))
+            details.append(
+                f"{where}: {declared.total:,}" if spec.flops_exact else f"{where}: {verdict.detail}"
+            )
+    return CheckResult(
+        "flops", True, ("declared = measured, " if spec.flops_exact else "") + "; ".join(details)
+    )
 
 
 def _reported_values(spec, channel_counts, hparams, seed) -> CheckResult:
@@ -138,20 +165,30 @@ def _reported_values(spec, channel_counts, hparams, seed) -> CheckResult:
         return CheckResult("reported_values", True, "none reported")
     values = report()
     if not isinstance(values, dict) or not all(isinstance(k, str) for k in values):
-        return CheckResult("reported_values", False, f"reported_values() must return dict[str, float], got {values!r}")
-    bad = {k: v for k, v in values.items()
-           if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)}
+        return CheckResult(
+            "reported_values",
+            False,
+            f"reported_values() must return dict[str, float], got {values!r}",
+        )
+    bad = {
+        k: v
+        for k, v in values.items()
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+    }
     if bad:
         return CheckResult("reported_values", False, f"not finite numbers: {bad}")
-    return CheckResult("reported_values", True, ", ".join(f"{k}={v:.4g}" for k, v in values.items()) or "empty")
+    return CheckResult(
+        "reported_values", True, ", ".join(f"{k}={v:.4g}" for k, v in values.items()) or "empty"
+    )
 
 
 def _join(values: Sequence[int]) -> str:
     return ", ".join(map(str, values))
 
 
-def feature_map_checks(spec: MechanismSpec, hparams: Mapping[str, Any], channel_counts: Sequence[int],
-                       seed: int) -> list[tuple[str, Callable[[], CheckResult]]]:
+def feature_map_checks(
+    spec: MechanismSpec, hparams: Mapping[str, Any], channel_counts: Sequence[int], seed: int
+) -> list[tuple[str, Callable[[], CheckResult]]]:
     """(name, check) pairs for `check_mechanism` to run, each over every channel count."""
     counts = tuple(channel_counts)
     return [

@@ -6,13 +6,20 @@ batch 1 and odd lengths), no causal leak on the model's logits, batch independen
 determinism, declared FLOPs against FlopCounterMode, cache costs, and the distance of the
 model's logits from its own SDPA attention, which `dense` must match.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
 import torch
 
-from attnbench.conformance.common import LEAK_LENGTH, LEAK_TOLERANCE, LENGTHS, CheckResult, flops_verdict
+from attnbench.conformance.common import (
+    LEAK_LENGTH,
+    LEAK_TOLERANCE,
+    LENGTHS,
+    CheckResult,
+    flops_verdict,
+)
 from attnbench.errors import ConfigError
 from attnbench.mechanism import MechanismSpec
 from attnbench.toolkit.pretrained import install, require_transformers
@@ -23,11 +30,19 @@ REFERENCE, REFERENCE_TOLERANCE = "dense", 1e-5
 
 
 def tiny_llama(seed: int, dtype: torch.dtype = torch.float32) -> Any:
-    """A randomly initialised 2-layer Llama with grouped key/value heads, on its own SDPA attention."""
+    """A randomly initialised 2-layer Llama with grouped key/value heads, on its own SDPA
+    attention."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig(vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=2 * HIDDEN, num_hidden_layers=LAYERS,
-                         num_attention_heads=HEADS, num_key_value_heads=KV_HEADS, max_position_embeddings=256)
+    config = LlamaConfig(
+        vocab_size=VOCAB,
+        hidden_size=HIDDEN,
+        intermediate_size=2 * HIDDEN,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=HEADS,
+        num_key_value_heads=KV_HEADS,
+        max_position_embeddings=256,
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = LlamaForCausalLM(config)
@@ -44,7 +59,9 @@ def _logits(model: Any, tokens: torch.Tensor) -> torch.Tensor:
         return model(tokens).logits
 
 
-def _installed(spec: MechanismSpec, hparams: Mapping[str, Any], seed: int, dtype: torch.dtype) -> Any:
+def _installed(
+    spec: MechanismSpec, hparams: Mapping[str, Any], seed: int, dtype: torch.dtype
+) -> Any:
     model = tiny_llama(seed, dtype)
     install(model, spec, dict(hparams))
     return model
@@ -58,21 +75,37 @@ def _shapes(spec, hparams, seed) -> CheckResult:
         for batch in (1, 2):
             for q_len, kv_len in [(n, n) for n in LENGTHS] + [(1, LENGTHS[-1])]:
                 query = torch.randn(batch, HEADS, q_len, HEAD_DIM, generator=generator, dtype=dtype)
-                key, value = torch.randn(2, batch, KV_HEADS, kv_len, HEAD_DIM, generator=generator, dtype=dtype)
+                key, value = torch.randn(
+                    2, batch, KV_HEADS, kv_len, HEAD_DIM, generator=generator, dtype=dtype
+                )
                 with torch.no_grad():
                     out, _ = attention(module, query, key, value, None, scaling=module.scaling)
                 if out.shape != (batch, q_len, HEADS, HEAD_DIM) or out.dtype != dtype:
-                    return CheckResult("shape_dtype", False, f"query {tuple(query.shape)} {dtype} gave output "
-                                                             f"{tuple(out.shape)} {out.dtype}")
+                    return CheckResult(
+                        "shape_dtype",
+                        False,
+                        f"query {tuple(query.shape)} {dtype} gave output "
+                        f"{tuple(out.shape)} {out.dtype}",
+                    )
                 if not torch.isfinite(out).all():
-                    return CheckResult("shape_dtype", False, f"non-finite output for query {tuple(query.shape)}")
+                    return CheckResult(
+                        "shape_dtype", False, f"non-finite output for query {tuple(query.shape)}"
+                    )
     model = _installed(spec, hparams, seed, torch.float32)
     logits = _logits(model, _tokens(1, LENGTHS[1], seed))
     if logits.shape != (1, LENGTHS[1], VOCAB) or not torch.isfinite(logits).all():
-        return CheckResult("shape_dtype", False, f"the model gave logits {tuple(logits.shape)}, finite: "
-                                                 f"{bool(torch.isfinite(logits).all())}")
-    return CheckResult("shape_dtype", True, f"batch 1-2, lengths {', '.join(map(str, LENGTHS))} and a one-token "
-                                            f"decode, {HEADS} query / {KV_HEADS} key-value heads, float32/64")
+        return CheckResult(
+            "shape_dtype",
+            False,
+            f"the model gave logits {tuple(logits.shape)}, finite: "
+            f"{bool(torch.isfinite(logits).all())}",
+        )
+    return CheckResult(
+        "shape_dtype",
+        True,
+        f"batch 1-2, lengths {', '.join(map(str, LENGTHS))} and a one-token "
+        f"decode, {HEADS} query / {KV_HEADS} key-value heads, float32/64",
+    )
 
 
 def _causal_leak(spec, hparams, seed) -> CheckResult:
@@ -90,8 +123,12 @@ def _causal_leak(spec, hparams, seed) -> CheckResult:
         limit = LEAK_TOLERANCE * (1 + base[0, : t + 1].abs())
         if (moved > limit).any():
             first = int((moved > limit).any(-1).nonzero()[0, 0])
-            return CheckResult("causal_leak", False, f"logits at position {first} changed when tokens after "
-                                                     f"position {t} changed (max {float(moved.max()):.2e})")
+            return CheckResult(
+                "causal_leak",
+                False,
+                f"logits at position {first} changed when tokens after "
+                f"position {t} changed (max {float(moved.max()):.2e})",
+            )
     return CheckResult("causal_leak", True, f"every position of a length-{LEAK_LENGTH} prompt")
 
 
@@ -100,13 +137,17 @@ def _batch_independence(spec, hparams, seed) -> CheckResult:
     tokens = _tokens(2, 9, seed)
     alone, together = _logits(model, tokens[:1]), _logits(model, tokens)[:1]
     if not torch.allclose(alone, together, rtol=1e-9, atol=1e-9):
-        return CheckResult("batch_independence", False, "an example's logits depend on another example")
+        return CheckResult(
+            "batch_independence", False, "an example's logits depend on another example"
+        )
     return CheckResult("batch_independence", True)
 
 
 def _determinism(spec, hparams, seed) -> CheckResult:
     tokens = _tokens(2, 17, seed)
-    first, second = (_logits(_installed(spec, hparams, seed, torch.float32), tokens) for _ in range(2))
+    first, second = (
+        _logits(_installed(spec, hparams, seed, torch.float32), tokens) for _ in range(2)
+    )
     if not torch.equal(first, second):
         return CheckResult("determinism", False, "the same seed and prompt gave different logits")
     return CheckResult("determinism", True)
@@ -116,7 +157,9 @@ def _reference(spec, hparams, seed) -> CheckResult:
     """Distance from the model's own SDPA attention; `dense` is that attention and must match it."""
     tokens = _tokens(2, LEAK_LENGTH, seed)
     own = _logits(tiny_llama(seed), tokens)
-    distance = float((_logits(_installed(spec, hparams, seed, torch.float32), tokens) - own).abs().max())
+    distance = float(
+        (_logits(_installed(spec, hparams, seed, torch.float32), tokens) - own).abs().max()
+    )
     detail = f"max |logits - sdpa logits| = {distance:.2e} (float32, length {LEAK_LENGTH})"
     if spec.name == REFERENCE and distance > REFERENCE_TOLERANCE:
         return CheckResult("reference", False, f"{detail} exceeds {REFERENCE_TOLERANCE:g}")
@@ -145,13 +188,17 @@ def _cache(spec, hparams) -> CheckResult:
         return CheckResult("cache", True, "no cache cost declared")
     values = spec.cache(LEAK_LENGTH, KV_HEADS, HEAD_DIM, **hparams).as_dict()
     if any(not isinstance(v, int) or v < 0 for v in values.values()):
-        return CheckResult("cache", False, f"cache costs must be non-negative integers, got {values}")
+        return CheckResult(
+            "cache", False, f"cache costs must be non-negative integers, got {values}"
+        )
     return CheckResult("cache", True, ", ".join(f"{k}={v:,}" for k, v in values.items()))
 
 
-def pretrained_checks(spec: MechanismSpec, hparams: Mapping[str, Any],
-                      seed: int) -> list[tuple[str, Callable[[], CheckResult]]]:
-    """(name, check) pairs for `check_mechanism` to run; one failing check when transformers is missing."""
+def pretrained_checks(
+    spec: MechanismSpec, hparams: Mapping[str, Any], seed: int
+) -> list[tuple[str, Callable[[], CheckResult]]]:
+    """(name, check) pairs for `check_mechanism` to run; one failing check when transformers is
+    missing."""
     try:
         require_transformers()
     except ConfigError as exc:

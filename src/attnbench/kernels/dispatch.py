@@ -4,13 +4,14 @@ A mechanism asks `use_kernel(name, tensor)` on every forward call. The answer de
 tensor lives and on `ATTNBENCH_KERNELS`: `auto` (the default) takes the kernel on CUDA when Triton
 imports, `off` always takes the reference (an A/B switch), `on` takes the kernel wherever Triton can
 run it, which includes the CPU under Triton's interpreter (TRITON_INTERPRET=1; used by the tests).
-Under a torch dispatch mode such as FlopCounterMode the reference runs, since a mode cannot see into a
-Triton kernel (its FLOPs would vanish from the count).
-The runner wraps each cell in `recording()`, so every cell stores which implementation each
-mechanism really ran: a GPU figure from the reference must never pass for a kernel figure.
+Under a torch dispatch mode such as FlopCounterMode the reference runs, since a mode cannot see into
+a Triton kernel (its FLOPs would vanish from the count). The runner wraps each cell in
+`recording()`, so every cell stores which implementation each mechanism really ran: a GPU figure
+from the reference must never pass for a kernel figure.
 
 Importing this module imports neither torch nor triton.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,14 +24,22 @@ from attnbench.errors import ConfigError
 
 TRITON, REFERENCE = "triton", "reference"
 MODES = ("auto", "on", "off")
-KERNEL_DTYPES = ("torch.float16", "torch.bfloat16", "torch.float32")  # float64 and the rest: the reference
-# Widest head row (head width x element size) the kernels' tiles fit in a GPU's shared memory: 256 in 16-bit,
-# 128 in float32. Compiled for sm_90, the block-sparse dQ kernel needs 256 KiB for float32 heads of 256 even
-# unpipelined (227 KiB available), so wider heads take the reference rather than fail to launch.
+KERNEL_DTYPES = (
+    "torch.float16",
+    "torch.bfloat16",
+    "torch.float32",
+)  # float64 and the rest: the reference
+# Widest head row (head width x element size) the kernels' tiles fit in a GPU's shared memory: 256
+# in 16-bit, 128 in float32. Compiled for sm_90, the block-sparse dQ kernel needs 256 KiB for
+# float32 heads of 256 even unpipelined (227 KiB available), so wider heads take the reference
+# rather than fail to launch.
 MAX_ROW_BYTES = 512
 
-# The open `recording()` blocks, innermost last: scoped to this thread/task, never a module-level list.
-_RECORDINGS: ContextVar[tuple[dict[str, str], ...]] = ContextVar("attnbench_kernel_recordings", default=())
+# The open `recording()` blocks, innermost last: scoped to this thread/task, never a module-level
+# list.
+_RECORDINGS: ContextVar[tuple[dict[str, str], ...]] = ContextVar(
+    "attnbench_kernel_recordings", default=()
+)
 
 
 def mode() -> str:
@@ -57,8 +66,13 @@ def interpreting() -> bool:
 def use_kernel(name: str, tensor: Any) -> bool:
     """Whether mechanism `name` should run its kernel on `tensor`; the answer is recorded."""
     chosen = mode()
-    if chosen == "off" or str(tensor.dtype) not in KERNEL_DTYPES or tensor.shape[-1] * tensor.element_size() > \
-            MAX_ROW_BYTES or not triton_available() or _dispatch_mode_active():
+    if (
+        chosen == "off"
+        or str(tensor.dtype) not in KERNEL_DTYPES
+        or tensor.shape[-1] * tensor.element_size() > MAX_ROW_BYTES
+        or not triton_available()
+        or _dispatch_mode_active()
+    ):
         kernel = False
     elif tensor.is_cuda:
         kernel = True
@@ -69,8 +83,8 @@ def use_kernel(name: str, tensor: Any) -> bool:
 
 
 def _dispatch_mode_active() -> bool:
-    """FlopCounterMode (the conformance FLOP check) and other dispatch modes see through PyTorch ops but
-    not into a Triton kernel, so under one the reference runs."""
+    """FlopCounterMode (the conformance FLOP check) and other dispatch modes see through PyTorch ops
+    but not into a Triton kernel, so under one the reference runs."""
     from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
     return is_in_torch_dispatch_mode()

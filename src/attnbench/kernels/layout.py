@@ -1,4 +1,5 @@
-"""Block layouts for the block-sparse attention kernel: which key tiles each query tile visits, and back.
+"""Block layouts for the block-sparse attention kernel: which key tiles each query tile visits, and
+back.
 
 The kernel walks, for each query tile of `block_m` queries, a list of key tiles of `block_n` keys
 (the forward pass and dQ), and for each key tile the list of query tiles that visit it (dK, dV);
@@ -8,6 +9,7 @@ keeps a leading dimension of 1 and is broadcast by strides, never copied. The to
 (causal, window, per-query selection, score threshold) are applied inside the tiles by the kernel:
 a layout only has to be a superset of the tiles that hold an allowed pair.
 """
+
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
@@ -21,17 +23,22 @@ def cdiv(a: int, b: int) -> int:
 
 
 def on_device(device: torch.device) -> AbstractContextManager:
-    """Triton launches on the current CUDA device, not on its arguments' one: kernels on tensors of another GPU
-    (`attnbench bench kernels --device cuda:1`) must make that device current, or they read foreign addresses."""
+    """Triton launches on the current CUDA device, not on its arguments' one: kernels on tensors of
+    another GPU (`attnbench bench kernels --device cuda:1`) must make that device current, or they
+    read foreign addresses.
+    """
     return torch.cuda.device(device) if device.type == "cuda" else nullcontext()
 
 
 def _lists(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(..., n, m) bool -> (..., n, width) int32 column indices, ascending, and (..., n) int32 counts."""
+    """(..., n, m) bool -> (..., n, width) int32 column indices, ascending, and (..., n) int32
+    counts."""
     counts = mask.sum(-1, dtype=torch.int32)
     width = max(int(counts.max()), 1) if counts.numel() else 1
     # A stable descending sort of the flags puts the True columns first, in ascending order.
-    order = torch.sort(mask.to(torch.int8), dim=-1, descending=True, stable=True).indices[..., :width]
+    order = torch.sort(mask.to(torch.int8), dim=-1, descending=True, stable=True).indices[
+        ..., :width
+    ]
     return order.to(torch.int32).contiguous(), counts.contiguous()
 
 
@@ -46,10 +53,14 @@ class BlockLayout:
     q_counts: torch.Tensor  # (B|1, H|1, n_k)
 
     @classmethod
-    def from_mask(cls, tiles: torch.Tensor, seq_len: int, block_m: int, block_n: int) -> BlockLayout:
+    def from_mask(
+        cls, tiles: torch.Tensor, seq_len: int, block_m: int, block_n: int
+    ) -> BlockLayout:
         if tiles.dim() != 4 or tiles.shape[-2:] != (cdiv(seq_len, block_m), cdiv(seq_len, block_n)):
-            raise ValueError(f"tile mask of shape {tuple(tiles.shape)} does not fit length {seq_len} "
-                             f"in tiles of {block_m} x {block_n}")
+            raise ValueError(
+                f"tile mask of shape {tuple(tiles.shape)} does not fit length {seq_len} "
+                f"in tiles of {block_m} x {block_n}"
+            )
         kv_indices, kv_counts = _lists(tiles)
         q_indices, q_counts = _lists(tiles.transpose(-1, -2))
         return cls(seq_len, block_m, block_n, kv_indices, kv_counts, q_indices, q_counts)
@@ -60,14 +71,22 @@ class BlockLayout:
         return int(self.kv_counts.sum())
 
 
-def tile_ranges(seq_len: int, block: int, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def tile_ranges(
+    seq_len: int, block: int, device: torch.device | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """First and last position of each tile (the last tile may be short)."""
     start = torch.arange(0, seq_len, block, device=device)
     return start, (start + block).clamp(max=seq_len) - 1
 
 
-def window_tiles(seq_len: int, window: int, causal: bool, block_m: int, block_n: int,
-                 device: torch.device | None = None) -> torch.Tensor:
+def window_tiles(
+    seq_len: int,
+    window: int,
+    causal: bool,
+    block_m: int,
+    block_n: int,
+    device: torch.device | None = None,
+) -> torch.Tensor:
     """(1, 1, n_q, n_k): tiles holding a pair with 0 <= i - j < window (causal) or |i - j| < window.
     window <= 0 means no window (all causal pairs, or all pairs)."""
     q_first, q_last = tile_ranges(seq_len, block_m, device)
@@ -80,9 +99,11 @@ def window_tiles(seq_len: int, window: int, causal: bool, block_m: int, block_n:
     return keep[None, None]
 
 
-def selected_tiles(selected: torch.Tensor, select_block: int, seq_len: int, block_m: int,
-                   block_n: int) -> torch.Tensor:
-    """(B, H, L, k) block ids each query reads (-1 for none) -> (B, H, n_q, n_k) tiles holding any of them."""
+def selected_tiles(
+    selected: torch.Tensor, select_block: int, seq_len: int, block_m: int, block_n: int
+) -> torch.Tensor:
+    """(B, H, L, k) block ids each query reads (-1 for none) -> (B, H, n_q, n_k) tiles holding
+    any of them."""
     batch, heads, length, top_k = selected.shape
     n_q, n_k = cdiv(seq_len, block_m), cdiv(seq_len, block_n)
     padded = _pad_rows(selected, n_q * block_m - length).reshape(batch, heads, n_q, block_m * top_k)
@@ -91,7 +112,9 @@ def selected_tiles(selected: torch.Tensor, select_block: int, seq_len: int, bloc
     last = ((padded + 1) * select_block - 1).clamp(max=seq_len - 1) // block_n
     for step in range(cdiv(select_block, block_n) + 1):  # a block spans at most this many key tiles
         tile = torch.minimum(first + step, last)
-        tiles.scatter_(-1, torch.where(padded >= 0, tile, n_k), True)  # column n_k collects the "none"s
+        tiles.scatter_(
+            -1, torch.where(padded >= 0, tile, n_k), True
+        )  # column n_k collects the "none"s
     return tiles[..., :n_k]
 
 
@@ -103,10 +126,11 @@ def _pad_rows(selected: torch.Tensor, rows: int) -> torch.Tensor:
     return torch.cat([selected, pad], dim=2)
 
 
-def threshold_tiles(scores: torch.Tensor, thresholds: torch.Tensor, causal: bool, block_m: int,
-                    block_n: int) -> torch.Tensor:
-    """(B, H, L) key scores and per-query thresholds -> (B, H, n_q, n_k): tiles where some key's score
-    reaches some query's threshold (and, causally, a key not after the query tile)."""
+def threshold_tiles(
+    scores: torch.Tensor, thresholds: torch.Tensor, causal: bool, block_m: int, block_n: int
+) -> torch.Tensor:
+    """(B, H, L) key scores and per-query thresholds -> (B, H, n_q, n_k): tiles where some key's
+    score reaches some query's threshold (and, causally, a key not after the query tile)."""
     seq_len = scores.shape[-1]
     n_q, n_k = cdiv(seq_len, block_m), cdiv(seq_len, block_n)
     best = torch.nn.functional.pad(scores, (0, n_k * block_n - seq_len), value=float("-inf"))

@@ -1,5 +1,7 @@
-"""The channel-attention modules that `se` and `coord` register and `bmta` blends: squeeze-and-excitation and
-coordinate attention, with their FLOPs (each described in its mechanism's module docstring)."""
+"""The channel-attention modules that `se` and `coord` register and `bmta` blends:
+squeeze-and-excitation and coordinate attention, with their FLOPs (each described in its mechanism's
+module docstring)."""
+
 from __future__ import annotations
 
 import torch
@@ -22,8 +24,15 @@ class SqueezeExcite(nn.Module):
         return x * torch.sigmoid(self.fc2(self.act(self.fc1(z))))
 
 
-def se_flops(batch: int, channels: int, height: int, width: int, reduction: int = 16, min_hidden: int = 8,
-          **_: object) -> FlopBreakdown:
+def se_flops(
+    batch: int,
+    channels: int,
+    height: int,
+    width: int,
+    reduction: int = 16,
+    min_hidden: int = 8,
+    **_: object,
+) -> FlopBreakdown:
     hidden = reduced_channels(channels, reduction, min_hidden)
     return FlopBreakdown(attention=2 * (2 * batch * channels * hidden))
 
@@ -32,7 +41,9 @@ class CoordinateAttention(nn.Module):
     def __init__(self, channels: int, reduction: int = 32, min_hidden: int = 8) -> None:
         super().__init__()
         hidden = reduced_channels(channels, reduction, min_hidden)
-        self.conv1 = nn.Conv2d(channels, hidden, kernel_size=1, bias=False)  # BatchNorm's shift is its bias
+        self.conv1 = nn.Conv2d(
+            channels, hidden, kernel_size=1, bias=False
+        )  # BatchNorm's shift is its bias
         self.bn1 = nn.BatchNorm2d(hidden)
         self.act = nn.Hardswish()
         self.conv_h = nn.Conv2d(hidden, channels, kernel_size=1)
@@ -41,7 +52,7 @@ class CoordinateAttention(nn.Module):
     def gates(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The two gates: (B, C, H, 1) along the rows and (B, C, 1, W) along the columns."""
         height, width = x.shape[2:]
-        z_h = x.mean(3, keepdim=True)                  # (B, C, H, 1)
+        z_h = x.mean(3, keepdim=True)  # (B, C, H, 1)
         z_w = x.mean(2, keepdim=True).transpose(2, 3)  # (B, C, W, 1)
         f = self.act(self.bn1(self.conv1(torch.cat([z_h, z_w], dim=2))))
         f_h, f_w = torch.split(f, [height, width], dim=2)
@@ -52,8 +63,15 @@ class CoordinateAttention(nn.Module):
         return x * gate_h * gate_w
 
 
-def coord_flops(batch: int, channels: int, height: int, width: int, reduction: int = 32, min_hidden: int = 8,
-          **_: object) -> FlopBreakdown:
+def coord_flops(
+    batch: int,
+    channels: int,
+    height: int,
+    width: int,
+    reduction: int = 32,
+    min_hidden: int = 8,
+    **_: object,
+) -> FlopBreakdown:
     hidden = reduced_channels(channels, reduction, min_hidden)
     shared = 2 * batch * (height + width) * channels * hidden
     gate_convs = 2 * batch * (height + width) * hidden * channels

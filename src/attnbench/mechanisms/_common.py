@@ -1,5 +1,6 @@
-"""Pieces shared by the built-in mechanisms: head splitting, projection costs, the bottleneck width of the
-channel mechanisms (se, cbam, coord) and the sliding-window mask (sliding_window, nsa)."""
+"""Pieces shared by the built-in mechanisms: head splitting, projection costs, the bottleneck width
+of the channel mechanisms (se, cbam, coord) and the sliding-window mask (sliding_window, nsa)."""
+
 from __future__ import annotations
 
 import torch
@@ -44,8 +45,11 @@ def projection_flops(batch: int, seq_len: int, dim: int) -> int:
     return 8 * batch * seq_len * dim * dim
 
 
-def full_kv_cache(seq_len: int, dim: int, bytes_per_element: int = 2, kv_dim: int | None = None) -> CacheCost:
-    """A cache holding every past key and value (width `kv_dim`, default `dim`), all read per token."""
+def full_kv_cache(
+    seq_len: int, dim: int, bytes_per_element: int = 2, kv_dim: int | None = None
+) -> CacheCost:
+    """A cache holding every past key and value (width `kv_dim`, default `dim`), all read per
+    token."""
     stored = 2 * seq_len * (kv_dim or dim) * bytes_per_element
     return CacheCost(kv_stored=stored, kv_read_per_token=stored)
 
@@ -53,12 +57,15 @@ def full_kv_cache(seq_len: int, dim: int, bytes_per_element: int = 2, kv_dim: in
 def reduced_channels(channels: int, reduction: int, min_hidden: int) -> int:
     """The bottleneck width C // r, at least `min_hidden` (shared by se, cbam and coord)."""
     if channels < 1 or reduction < 1 or min_hidden < 1:
-        raise ConfigError(f"channels={channels}, reduction={reduction} and min_hidden={min_hidden} must be >= 1")
+        raise ConfigError(
+            f"channels={channels}, reduction={reduction} and min_hidden={min_hidden} must be >= 1"
+        )
     return max(channels // reduction, min_hidden)
 
 
 def window_mask_mod(window: int, causal: bool):
-    """FlexAttention-style `mask_mod(b, h, q_idx, kv_idx) -> bool`: True where a query may attend."""
+    """FlexAttention-style `mask_mod(b, h, q_idx, kv_idx) -> bool`: True where a query may
+    attend."""
 
     def mask_mod(b, h, q_idx, kv_idx):
         distance = q_idx - kv_idx

@@ -1,9 +1,11 @@
-"""Pieces shared by the built-in `fusion` mechanisms: multi-head cross-attention with masks, and its costs.
+"""Pieces shared by the built-in `fusion` mechanisms: multi-head cross-attention with masks, and its
+costs.
 
-The attention is written out (scores, masked softmax, weighted sum) rather than calling SDPA so that a
-query row whose every key is masked returns zeros instead of NaN: padding, a causal cross mask and a
-bottleneck can each leave a row with nothing to read.
+The attention is written out (scores, masked softmax, weighted sum) rather than calling SDPA so that
+a query row whose every key is masked returns zeros instead of NaN: padding, a causal cross mask and
+a bottleneck can each leave a row with nothing to read.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,7 +18,8 @@ from attnbench.mechanisms._common import check_heads
 
 
 class CrossProjection(nn.Module):
-    """Query projection of one stream, key/value projection of another, output projection of the heads."""
+    """Query projection of one stream, key/value projection of another, output projection of the
+    heads."""
 
     def __init__(self, dim: int, num_heads: int, bias: bool = True) -> None:
         super().__init__()
@@ -44,13 +47,18 @@ class CrossProjection(nn.Module):
         batch, length, _ = t.shape
         return t.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor, allowed: torch.Tensor | None) -> torch.Tensor:
-        """Plain cross-attention from x to context; `allowed` is (B, Lq, Lk) or broadcastable, or None."""
+    def forward(
+        self, x: torch.Tensor, context: torch.Tensor, allowed: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Plain cross-attention from x to context; `allowed` is (B, Lq, Lk) or broadcastable, or
+        None."""
         k, v = self.keys_values(context)
         return self.merge(attend(self.queries(x), k, v, allowed))
 
 
-def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor | None) -> torch.Tensor:
+def attend(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor | None
+) -> torch.Tensor:
     """softmax(q k^T / sqrt(d)) v over the allowed keys; a row with no allowed key gives zeros.
 
     `allowed`: bool, (B, Lq, Lk) (shared by the heads) or None for every key.
@@ -60,22 +68,33 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Ten
         return torch.matmul(scores.softmax(-1), v)
     allowed = allowed.unsqueeze(1)
     readable = allowed.any(-1, keepdim=True)
-    # A row with nothing to read attends uniformly (no NaN in the forward or the backward) and is zeroed.
+    # A row with nothing to read attends uniformly (no NaN in the forward or the backward) and is
+    # zeroed.
     weights = scores.masked_fill(~(allowed | ~readable), float("-inf")).softmax(-1) * readable
     return torch.matmul(weights, v)
 
 
-def padding(masks: FusionMasks | None, x: torch.Tensor, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def padding(
+    masks: FusionMasks | None, x: torch.Tensor, context: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The (B, Lq) and (B, Lk) real-token masks, all True where the caller gave none."""
     masks = masks or FusionMasks()
-    x_mask = masks.x if masks.x is not None else torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
-    c_mask = (masks.context if masks.context is not None
-              else torch.ones(context.shape[:2], dtype=torch.bool, device=context.device))
+    x_mask = (
+        masks.x
+        if masks.x is not None
+        else torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+    )
+    c_mask = (
+        masks.context
+        if masks.context is not None
+        else torch.ones(context.shape[:2], dtype=torch.bool, device=context.device)
+    )
     return x_mask.bool(), c_mask.bool()
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """(B, L, D) averaged over the real tokens of each example -> (B, D); an example with none gives zeros."""
+    """(B, L, D) averaged over the real tokens of each example -> (B, D); an example with none
+    gives zeros."""
     weights = mask.to(x.dtype).unsqueeze(-1)
     return (x * weights).sum(1) / weights.sum(1).clamp(min=1)
 
@@ -94,7 +113,11 @@ def cross_projection_flops(batch: int, q_len: int, kv_len: int, dim: int) -> int
     return 2 * linear_flops(batch, q_len, dim, dim) + linear_flops(batch, kv_len, dim, 2 * dim)
 
 
-def cross_attention_flops(batch: int, q_len: int, kv_len: int, dim: int, num_heads: int = 8, **_: object) -> FlopBreakdown:
+def cross_attention_flops(
+    batch: int, q_len: int, kv_len: int, dim: int, num_heads: int = 8, **_: object
+) -> FlopBreakdown:
     check_heads(dim, num_heads)
-    return FlopBreakdown(attention=attention_flops(batch, q_len, kv_len, dim),
-                         projections=cross_projection_flops(batch, q_len, kv_len, dim))
+    return FlopBreakdown(
+        attention=attention_flops(batch, q_len, kv_len, dim),
+        projections=cross_projection_flops(batch, q_len, kv_len, dim),
+    )

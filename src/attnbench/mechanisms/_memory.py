@@ -1,5 +1,6 @@
-"""The neural memory `titans_mac` and `allmem` share: a two-layer MLP read M(q) = W2 SiLU(W1 q), and the
-weighted sums of its surprise gradients that one chunk's unrolled update needs."""
+"""The neural memory `titans_mac` and `allmem` share: a two-layer MLP read M(q) = W2 SiLU(W1 q), and
+the weighted sums of its surprise gradients that one chunk's unrolled update needs."""
+
 from __future__ import annotations
 
 import torch
@@ -11,9 +12,11 @@ def memory_read(w1: torch.Tensor, w2: torch.Tensor, q: torch.Tensor) -> torch.Te
     return F.silu(q @ w1.transpose(-1, -2)) @ w2.transpose(-1, -2)
 
 
-def surprise_sums(w1: torch.Tensor, w2: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                  weights: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """sum_j c_rj grad l(M; k_j, v_j) for each row c_r of `weights` (B, H, R, n): R gradients of W1, R of W2."""
+def surprise_sums(
+    w1: torch.Tensor, w2: torch.Tensor, k: torch.Tensor, v: torch.Tensor, weights: torch.Tensor
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """sum_j c_rj grad l(M; k_j, v_j) for each row c_r of `weights` (B, H, R, n): R gradients of
+    W1, R of W2."""
     z = k @ w1.transpose(-1, -2)
     a = F.silu(z)
     error = 2 * (a @ w2.transpose(-1, -2) - v)  # dl/dM(k)
@@ -22,7 +25,8 @@ def surprise_sums(w1: torch.Tensor, w2: torch.Tensor, k: torch.Tensor, v: torch.
     rows = weights.shape[2]
 
     def weighted_sum(left: torch.Tensor, right: torch.Tensor) -> list[torch.Tensor]:
-        # the R weightings side by side in one matmul: (n, R p)^T (n, q), then cut into R (p, q) blocks
+        # the R weightings side by side in one matmul: (n, R p)^T (n, q), then cut into R (p, q)
+        # blocks
         stacked = torch.cat([w.unsqueeze(-1) * left for w in weights.unbind(2)], dim=-1)
         return list((stacked.transpose(-1, -2) @ right).chunk(rows, dim=-2))
 

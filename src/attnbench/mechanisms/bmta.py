@@ -23,6 +23,7 @@ stage) and the class-balanced loss, belongs to the suite's network and training,
 FLOPs: the sum of the two branches' (see coord.py and se.py), all `attention`; the blend is
 elementwise and uncounted.
 """
+
 from __future__ import annotations
 
 import torch
@@ -33,8 +34,14 @@ from attnbench.mechanisms._channels import CoordinateAttention, SqueezeExcite, c
 
 
 class BalancedMultiTaskAttention(nn.Module):
-    def __init__(self, channels: int, ca_reduction: int = 8, se_reduction: int = 16, min_hidden: int = 1,
-                 alpha_logit_init: float = 0.5) -> None:
+    def __init__(
+        self,
+        channels: int,
+        ca_reduction: int = 8,
+        se_reduction: int = 16,
+        min_hidden: int = 1,
+        alpha_logit_init: float = 0.5,
+    ) -> None:
         super().__init__()
         self.coord = CoordinateAttention(channels, reduction=ca_reduction, min_hidden=min_hidden)
         self.se = SqueezeExcite(channels, reduction=se_reduction, min_hidden=min_hidden)
@@ -48,10 +55,19 @@ class BalancedMultiTaskAttention(nn.Module):
         return {"alpha": float(torch.sigmoid(self.alpha_logit.detach()))}
 
 
-def flops(batch: int, channels: int, height: int, width: int, ca_reduction: int = 8, se_reduction: int = 16,
-          min_hidden: int = 1, **_: object) -> FlopBreakdown:
-    return (coord_flops(batch, channels, height, width, reduction=ca_reduction, min_hidden=min_hidden)
-            + se_flops(batch, channels, height, width, reduction=se_reduction, min_hidden=min_hidden))
+def flops(
+    batch: int,
+    channels: int,
+    height: int,
+    width: int,
+    ca_reduction: int = 8,
+    se_reduction: int = 16,
+    min_hidden: int = 1,
+    **_: object,
+) -> FlopBreakdown:
+    return coord_flops(
+        batch, channels, height, width, reduction=ca_reduction, min_hidden=min_hidden
+    ) + se_flops(batch, channels, height, width, reduction=se_reduction, min_hidden=min_hidden)
 
 
 def build(channels: int, **hparams: object) -> BalancedMultiTaskAttention:
@@ -61,9 +77,14 @@ def build(channels: int, **hparams: object) -> BalancedMultiTaskAttention:
 SPEC = MechanismSpec(
     name="bmta",
     kind="feature_map",
-    description="Balanced multi-task attention: alpha * coordinate attention + (1 - alpha) * SE, alpha learned.",
-    paper="Balanced multi-task attention CNN for EuroSAT (97.23%), "
-          "code virAditya/satellite-image-classification-eurosat",
+    description=(
+        "Balanced multi-task attention: alpha * coordinate attention + (1 - alpha) * SE, alpha"
+        " learned."
+    ),
+    paper=(
+        "Balanced multi-task attention CNN for EuroSAT (97.23%), "
+        "code virAditya/satellite-image-classification-eurosat"
+    ),
     build=build,
     flops=flops,
     supports_causal=False,

@@ -3,8 +3,8 @@ arXiv:1807.06521).
 
 Two gates applied in sequence, channel first, then spatial (the paper's best arrangement):
 
-    channel:  F' = F  * sigmoid(MLP(avgpool(F)) + MLP(maxpool(F))),   MLP = W1 relu(W0 .), C -> C/r -> C
-    spatial:  F'' = F' * sigmoid(conv_kxk([mean_c(F'); max_c(F')]))
+    channel:  F' = F  * sigmoid(MLP(avgpool(F)) + MLP(maxpool(F))),   MLP = W1 relu(W0 .), C -> C/r
+    -> C spatial:  F'' = F' * sigmoid(conv_kxk([mean_c(F'); max_c(F')]))
 
 with one MLP shared by the two pooled descriptors (r = 16), and a k x k convolution (k = 7,
 zero "same" padding) over the two channel-pooled maps. The spatial gate reads F', so it sees the
@@ -22,6 +22,7 @@ FLOPs (FlopCounterMode's convention, multiply-add = 2), all `attention`: the sha
 counter charges every output position the full kernel, padding included). Pooling, sigmoid and
 the gating products are uncounted.
 """
+
 from __future__ import annotations
 
 import torch
@@ -61,7 +62,9 @@ class SpatialAttention(nn.Module):
 
 
 class CBAM(nn.Module):
-    def __init__(self, channels: int, reduction: int = 16, kernel_size: int = 7, min_hidden: int = 1) -> None:
+    def __init__(
+        self, channels: int, reduction: int = 16, kernel_size: int = 7, min_hidden: int = 1
+    ) -> None:
         super().__init__()
         self.channel = ChannelAttention(channels, reduction, min_hidden)
         self.spatial = SpatialAttention(kernel_size)
@@ -70,8 +73,16 @@ class CBAM(nn.Module):
         return self.spatial(self.channel(x))
 
 
-def flops(batch: int, channels: int, height: int, width: int, reduction: int = 16, kernel_size: int = 7,
-          min_hidden: int = 1, **_: object) -> FlopBreakdown:
+def flops(
+    batch: int,
+    channels: int,
+    height: int,
+    width: int,
+    reduction: int = 16,
+    kernel_size: int = 7,
+    min_hidden: int = 1,
+    **_: object,
+) -> FlopBreakdown:
     hidden = reduced_channels(channels, reduction, min_hidden)
     shared_mlp = 2 * (2 * (2 * batch * channels * hidden))  # two descriptors, two layers each
     spatial_conv = 2 * batch * height * width * (2 * kernel_size * kernel_size)
@@ -85,8 +96,13 @@ def build(channels: int, **hparams: object) -> CBAM:
 SPEC = MechanismSpec(
     name="cbam",
     kind="feature_map",
-    description="CBAM: channel gate (avg+max MLP) then spatial gate (7x7 conv on channel avg/max maps).",
-    paper="Woo, Park, Lee, Kweon, CBAM: Convolutional Block Attention Module, ECCV 2018, arXiv:1807.06521",
+    description=(
+        "CBAM: channel gate (avg+max MLP) then spatial gate (7x7 conv on channel avg/max maps)."
+    ),
+    paper=(
+        "Woo, Park, Lee, Kweon, CBAM: Convolutional Block Attention Module, ECCV 2018,"
+        " arXiv:1807.06521"
+    ),
     build=build,
     flops=flops,
     supports_causal=False,

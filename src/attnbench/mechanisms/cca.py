@@ -20,6 +20,7 @@ FLOPs (effective, what a block-sparse kernel does): query t scores w_t / g + (t 
 and the pooled key and value); plus the four projections. The reference instead runs one dense
 masked SDPA over L x (floor(L / g) + L) keys, so `flops_exact` is False.
 """
+
 from __future__ import annotations
 
 import torch
@@ -32,7 +33,8 @@ from attnbench.mechanisms._common import QKVProjection, check_heads, projection_
 
 
 def window_start(t: int | torch.Tensor, group_size: int, window: int) -> int | torch.Tensor:
-    """w_t for an int or a tensor of positions: the last `window` tokens, rounded back to a group start."""
+    """w_t for an int or a tensor of positions: the last `window` tokens, rounded back to a group
+    start."""
     ahead = t - window + 1
     ahead = ahead.clamp(min=0) if isinstance(ahead, torch.Tensor) else max(ahead, 0)
     return group_size * (ahead // group_size)
@@ -51,8 +53,9 @@ def cca_mask_mod(group_size: int, window: int, num_core: int):
     return mask_mod
 
 
-def globality_pooling(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                      group_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def globality_pooling(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, group_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Core keys and values of the complete groups, (B, H, m, d) each, m = floor(L / g).
 
     The paper pools the inputs, c_i = s_i X_{G_i}, then projects; since s_i sums to 1 and the
@@ -62,21 +65,30 @@ def globality_pooling(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     m = length // group_size
     k_groups = k[:, :, : m * group_size].reshape(batch, heads, m, group_size, head_dim)
     v_groups = v[:, :, : m * group_size].reshape(batch, heads, m, group_size, head_dim)
-    q_last = q[:, :, group_size - 1: m * group_size: group_size].unsqueeze(-2)  # (B, H, m, 1, d)
-    significance = torch.softmax(q_last @ k_groups.transpose(-1, -2) / head_dim ** 0.5, dim=-1)
+    q_last = q[:, :, group_size - 1 : m * group_size : group_size].unsqueeze(-2)  # (B, H, m, 1, d)
+    significance = torch.softmax(q_last @ k_groups.transpose(-1, -2) / head_dim**0.5, dim=-1)
     return (significance @ k_groups).squeeze(-2), (significance @ v_groups).squeeze(-2)
 
 
 class CoreContextAwareAttention(nn.Module):
-    def __init__(self, dim: int, num_heads: int = 8, group_size: int = 16, window: int = 1024,
-                 causal: bool = True, bias: bool = True) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int = 8,
+        group_size: int = 16,
+        window: int = 1024,
+        causal: bool = True,
+        bias: bool = True,
+    ) -> None:
         super().__init__()
         if group_size < 1:
             raise ConfigError(f"group_size={group_size} must be a positive number of tokens")
         if window < 1:
             raise ConfigError(f"window={window} must be a positive number of tokens")
         if not causal:
-            raise ConfigError("cca is causal only: core tokens are pooled by each group's last query")
+            raise ConfigError(
+                "cca is causal only: core tokens are pooled by each group's last query"
+            )
         self.group_size = group_size
         self.window = window
         self.proj = QKVProjection(dim, num_heads, bias)
@@ -86,10 +98,15 @@ class CoreContextAwareAttention(nn.Module):
         core_k, core_v = globality_pooling(q, k, v, self.group_size)
         length, num_core = x.shape[1], core_k.shape[2]
         mask_mod = cca_mask_mod(self.group_size, self.window, num_core)
-        mask = mask_mod(None, None, torch.arange(length, device=x.device)[:, None],
-                        torch.arange(num_core + length, device=x.device)[None, :])
-        out = F.scaled_dot_product_attention(q, torch.cat([core_k, k], dim=2), torch.cat([core_v, v], dim=2),
-                                             attn_mask=mask)
+        mask = mask_mod(
+            None,
+            None,
+            torch.arange(length, device=x.device)[:, None],
+            torch.arange(num_core + length, device=x.device)[None, :],
+        )
+        out = F.scaled_dot_product_attention(
+            q, torch.cat([core_k, k], dim=2), torch.cat([core_v, v], dim=2), attn_mask=mask
+        )
         return self.proj.merge(out)
 
 
@@ -101,18 +118,35 @@ def keys_read(seq_len: int, group_size: int, window: int) -> int:
     return seq_len * (seq_len + 1) // 2 - start_sum + start_sum // group_size
 
 
-def flops(batch: int, seq_len: int, dim: int, num_heads: int = 8, group_size: int = 16, window: int = 1024,
-          causal: bool = True, **_: object) -> FlopBreakdown:
+def flops(
+    batch: int,
+    seq_len: int,
+    dim: int,
+    num_heads: int = 8,
+    group_size: int = 16,
+    window: int = 1024,
+    causal: bool = True,
+    **_: object,
+) -> FlopBreakdown:
     check_heads(dim, num_heads)
     pooled = (seq_len // group_size) * group_size
-    return FlopBreakdown(attention=4 * batch * dim * keys_read(seq_len, group_size, window),
-                         selection=6 * batch * pooled * dim,
-                         projections=projection_flops(batch, seq_len, dim))
+    return FlopBreakdown(
+        attention=4 * batch * dim * keys_read(seq_len, group_size, window),
+        selection=6 * batch * pooled * dim,
+        projections=projection_flops(batch, seq_len, dim),
+    )
 
 
-def cache(seq_len: int, dim: int, bytes_per_element: int = 2, group_size: int = 16, window: int = 1024,
-          **_: object) -> CacheCost:
-    """Evicting: the core tokens of the groups before the window and the window's raw tokens, all read."""
+def cache(
+    seq_len: int,
+    dim: int,
+    bytes_per_element: int = 2,
+    group_size: int = 16,
+    window: int = 1024,
+    **_: object,
+) -> CacheCost:
+    """Evicting: the core tokens of the groups before the window and the window's raw tokens, all
+    read."""
     start = window_start(max(seq_len - 1, 0), group_size, window)
     kept = 2 * (start // group_size + seq_len - start) * dim * bytes_per_element
     return CacheCost(kv_stored=kept, kv_read_per_token=kept)
@@ -125,9 +159,13 @@ def build(dim: int, causal: bool = True, **hparams: object) -> CoreContextAwareA
 SPEC = MechanismSpec(
     name="cca",
     kind="sequence",
-    description="Core tokens pooled per group by the group's last query, fused with a local window.",
-    paper="Chen et al., Core Context Aware Transformers for Long Context Language Modeling, ICML 2025, "
-          "arXiv:2412.12465",
+    description=(
+        "Core tokens pooled per group by the group's last query, fused with a local window."
+    ),
+    paper=(
+        "Chen et al., Core Context Aware Transformers for Long Context Language Modeling, ICML"
+        " 2025, arXiv:2412.12465"
+    ),
     build=build,
     flops=flops,
     flops_exact=False,

@@ -19,18 +19,20 @@ BatchNorm right after it subtracts any constant, so that bias never trains). Bat
 over the batch while training, as everywhere in the CNN around it; in eval mode it uses running
 statistics and images are independent.
 
-Matches timm's `timm.layers.CoordAttn` (conv1, bn1, hard-swish, conv_h, conv_w, sigmoid gates;
-same parameter names). Differs: timm sizes the bottleneck as make_divisible(C / 16 * 2/3, 8) and
-drops the gate convolutions' biases by default; here the official code's width and gate biases are kept.
+Matches timm's `timm.layers.CoordAttn` (conv1, bn1, hard-swish, conv_h, conv_w, sigmoid gates; same
+parameter names). Differs: timm sizes the bottleneck as make_divisible(C / 16 * 2/3, 8) and drops
+the gate convolutions' biases by default; here the official code's width and gate biases are kept.
 
 FLOPs (FlopCounterMode's convention, multiply-add = 2), all `attention`: the shared convolution
 over H + W positions, 2 B (H + W) C h, and the two gate convolutions, 2 B H h C + 2 B W h C.
 Pooling, BatchNorm, h-swish, sigmoid and the gating products are uncounted.
 """
+
 from __future__ import annotations
 
 from attnbench.mechanism import MechanismSpec
-from attnbench.mechanisms._channels import CoordinateAttention, coord_flops as flops
+from attnbench.mechanisms._channels import CoordinateAttention
+from attnbench.mechanisms._channels import coord_flops as flops
 
 __all__ = ["SPEC", "CoordinateAttention", "build", "flops"]
 
@@ -42,8 +44,13 @@ def build(channels: int, **hparams: object) -> CoordinateAttention:
 SPEC = MechanismSpec(
     name="coord",
     kind="feature_map",
-    description="Coordinate attention: gates along H and along W from direction-wise pooled strips.",
-    paper="Hou, Zhou, Feng, Coordinate Attention for Efficient Mobile Network Design, CVPR 2021, arXiv:2103.02907",
+    description=(
+        "Coordinate attention: gates along H and along W from direction-wise pooled strips."
+    ),
+    paper=(
+        "Hou, Zhou, Feng, Coordinate Attention for Efficient Mobile Network Design, CVPR 2021,"
+        " arXiv:2103.02907"
+    ),
     build=build,
     flops=flops,
     supports_causal=False,

@@ -19,6 +19,7 @@ keys cost 2 D^2 per summary read; plus the four projections. The reference inste
 complete chunk in detail, L x floor(L / c) c keys, scores future summaries before masking them and
 pads the last local chunk, so `flops_exact` is False.
 """
+
 from __future__ import annotations
 
 import torch
@@ -30,19 +31,31 @@ from attnbench.mechanism import CacheCost, FlopBreakdown, MechanismSpec
 from attnbench.mechanisms._common import QKVProjection, check_heads, projection_flops
 
 
-def local_chunk_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, chunk_size: int) -> torch.Tensor:
+def local_chunk_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, chunk_size: int
+) -> torch.Tensor:
     """Causal attention inside each chunk, on (B, H, L, d); padding after the end is never read."""
     batch, heads, length, head_dim = q.shape
     n_chunks = -(-length // chunk_size)
     pad = n_chunks * chunk_size - length
-    q, k, v = (F.pad(t, (0, 0, 0, pad)).view(batch, heads, n_chunks, chunk_size, head_dim) for t in (q, k, v))
+    q, k, v = (
+        F.pad(t, (0, 0, 0, pad)).view(batch, heads, n_chunks, chunk_size, head_dim)
+        for t in (q, k, v)
+    )
     out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
     return out.reshape(batch, heads, n_chunks * chunk_size, head_dim)[:, :, :length]
 
 
-def hierarchical_readout(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, summary_keys: torch.Tensor,
-                         chunk_size: int, top_k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-k chunk recall for (B, H, L, d) queries over the m = summary_keys.shape[2] complete chunks.
+def hierarchical_readout(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    summary_keys: torch.Tensor,
+    chunk_size: int,
+    top_k: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k chunk recall for (B, H, L, d) queries over the m = summary_keys.shape[2] complete
+    chunks.
 
     Returns the readout (B, H, L, d) and the relevance weights (B, L, m): a softmax over each
     query's top-k eligible chunks, zero elsewhere (and zero everywhere before the first chunk ends).
@@ -62,14 +75,23 @@ def hierarchical_readout(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, summ
     # the readout sum_i w_i Attn(q, chunk_i) is one product with the values. The weights, zero off
     # the top-k, drop the other chunks; a kernel would read only the chosen ones.
     k_chunks, v_chunks = k[:, :, : m * chunk_size], v[:, :, : m * chunk_size]
-    scores = (q @ k_chunks.transpose(-1, -2) / head_dim ** 0.5).view(batch, heads, length, m, chunk_size)
+    scores = (q @ k_chunks.transpose(-1, -2) / head_dim**0.5).view(
+        batch, heads, length, m, chunk_size
+    )
     probs = torch.softmax(scores, dim=-1) * weights[:, None, :, :, None]
     return probs.view(batch, heads, length, m * chunk_size) @ v_chunks, weights
 
 
 class HierarchicalChunkAttention(nn.Module):
-    def __init__(self, dim: int, num_heads: int = 8, chunk_size: int = 16, top_k: int = 8, causal: bool = True,
-                 bias: bool = True) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int = 8,
+        chunk_size: int = 16,
+        top_k: int = 8,
+        causal: bool = True,
+        bias: bool = True,
+    ) -> None:
         super().__init__()
         if chunk_size < 1:
             raise ConfigError(f"chunk_size={chunk_size} must be a positive number of tokens")
@@ -84,10 +106,12 @@ class HierarchicalChunkAttention(nn.Module):
     def summary_keys(self, x: torch.Tensor, m: int) -> torch.Tensor:
         """W_K applied to each complete chunk's detached mean token: (B, H, m, d)."""
         batch, _, dim = x.shape
-        summaries = x[:, : m * self.chunk_size].reshape(batch, m, self.chunk_size, dim).mean(2).detach()
+        summaries = (
+            x[:, : m * self.chunk_size].reshape(batch, m, self.chunk_size, dim).mean(2).detach()
+        )
         qkv = self.proj.qkv
-        w_k = qkv.weight[dim: 2 * dim]
-        b_k = None if qkv.bias is None else qkv.bias[dim: 2 * dim]
+        w_k = qkv.weight[dim : 2 * dim]
+        b_k = None if qkv.bias is None else qkv.bias[dim : 2 * dim]
         keys = F.linear(summaries, w_k, b_k)
         return keys.view(batch, m, self.proj.num_heads, self.proj.head_dim).transpose(1, 2)
 
@@ -97,7 +121,9 @@ class HierarchicalChunkAttention(nn.Module):
         out = local_chunk_attention(q, k, v, min(self.chunk_size, length))
         if length > self.chunk_size:  # some query has a complete past chunk
             m = length // self.chunk_size
-            memory, _ = hierarchical_readout(q, k, v, self.summary_keys(x, m), self.chunk_size, self.top_k)
+            memory, _ = hierarchical_readout(
+                q, k, v, self.summary_keys(x, m), self.chunk_size, self.top_k
+            )
             out = out + memory
         return self.proj.merge(out)
 
@@ -113,23 +139,41 @@ def keys_read(seq_len: int, chunk_size: int, top_k: int) -> tuple[int, int, int]
     return scored, detail, local
 
 
-def flops(batch: int, seq_len: int, dim: int, num_heads: int = 8, chunk_size: int = 16, top_k: int = 8,
-          causal: bool = True, **_: object) -> FlopBreakdown:
+def flops(
+    batch: int,
+    seq_len: int,
+    dim: int,
+    num_heads: int = 8,
+    chunk_size: int = 16,
+    top_k: int = 8,
+    causal: bool = True,
+    **_: object,
+) -> FlopBreakdown:
     check_heads(dim, num_heads)
     scored, detail, local = keys_read(seq_len, chunk_size, top_k)
     summaries = (seq_len - 1) // chunk_size  # chunks some query can recall
-    return FlopBreakdown(attention=4 * batch * dim * (detail + local),
-                         selection=2 * batch * dim * (scored + summaries * dim),
-                         projections=projection_flops(batch, seq_len, dim))
+    return FlopBreakdown(
+        attention=4 * batch * dim * (detail + local),
+        selection=2 * batch * dim * (scored + summaries * dim),
+        projections=projection_flops(batch, seq_len, dim),
+    )
 
 
-def cache(seq_len: int, dim: int, bytes_per_element: int = 2, chunk_size: int = 16, top_k: int = 8,
-          **_: object) -> CacheCost:
-    """Every key and value plus one summary key per complete chunk are kept; the next token reads the
-    summaries, its top-k chunks in detail and the tokens of its own, unfinished chunk."""
+def cache(
+    seq_len: int,
+    dim: int,
+    bytes_per_element: int = 2,
+    chunk_size: int = 16,
+    top_k: int = 8,
+    **_: object,
+) -> CacheCost:
+    """Every key and value plus one summary key per complete chunk are kept; the next token reads
+    the summaries, its top-k chunks in detail and the tokens of its own, unfinished chunk."""
     m = seq_len // chunk_size
     stored = (2 * seq_len + m) * dim * bytes_per_element
-    read = (2 * (min(top_k, m) * chunk_size + seq_len - m * chunk_size) + m) * dim * bytes_per_element
+    read = (
+        (2 * (min(top_k, m) * chunk_size + seq_len - m * chunk_size) + m) * dim * bytes_per_element
+    )
     return CacheCost(kv_stored=stored, kv_read_per_token=read)
 
 
@@ -140,9 +184,13 @@ def build(dim: int, causal: bool = True, **hparams: object) -> HierarchicalChunk
 SPEC = MechanismSpec(
     name="hcam",
     kind="sequence",
-    description="Coarse attention over chunk summaries, detailed attention inside the top-k chunks.",
-    paper="Lampinen et al., Towards mental time travel: a hierarchical memory for reinforcement learning agents, "
-          "NeurIPS 2021, arXiv:2105.14039",
+    description=(
+        "Coarse attention over chunk summaries, detailed attention inside the top-k chunks."
+    ),
+    paper=(
+        "Lampinen et al., Towards mental time travel: a hierarchical memory for reinforcement"
+        " learning agents, NeurIPS 2021, arXiv:2105.14039"
+    ),
     build=build,
     flops=flops,
     flops_exact=False,

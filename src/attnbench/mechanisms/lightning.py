@@ -1,6 +1,6 @@
-"""Lightning attention — "Lightning Attention-2: A Free Lunch for Handling Unlimited Sequence Lengths in
-Large Language Models" (Qin, Sun, Li, Shen, Sun, Zhong, 2024, arXiv:2401.04658), the attention of
-"TransNormerLLM" (Qin et al., 2023, arXiv:2307.14995).
+"""Lightning attention — "Lightning Attention-2: A Free Lunch for Handling Unlimited Sequence
+Lengths in Large Language Models" (Qin, Sun, Li, Shen, Sun, Zhong, 2024, arXiv:2401.04658), the
+attention of "TransNormerLLM" (Qin et al., 2023, arXiv:2307.14995).
 
 Causal linear attention with a per-head decay lambda = exp(-s): out_t = q_t S_t, with the state
 S_t = lambda S_{t-1} + k_t v_t^T. Computed as the recurrence it is sequential, and as a cumulative
@@ -18,6 +18,7 @@ of n_1 and the last of n_N: (2 d + 2 e) sum n_b^2 (intra) + 2 d e (L - n_1) (int
 first block has no past) + 2 d e (L - n_N) (state updates: the state after the last block is only
 needed when decoding); the gate adds 4 B L D d.
 """
+
 from __future__ import annotations
 
 import torch
@@ -26,9 +27,9 @@ from torch import nn
 
 from attnbench.errors import ConfigError
 from attnbench.kernels.dispatch import use_kernel
+from attnbench.kernels.reference import EPS, feature_map, with_ones_column
 from attnbench.mechanism import CacheCost, FlopBreakdown, MechanismSpec
 from attnbench.mechanisms._common import QKVProjection, check_heads, projection_flops
-from attnbench.kernels.reference import EPS, feature_map, with_ones_column
 
 FEATURES = ("silu", "elu1")
 
@@ -43,6 +44,7 @@ def check_options(block_size: int, feature: str) -> None:
 def alibi_slopes(num_heads: int) -> torch.Tensor:
     """ALiBi's per-head slopes s_h (Press et al., 2022): geometric from 2^(-8/H); when H is not a
     power of two, those of the power of two below it, then every other one of the next power's."""
+
     def power_of_two(n: int) -> list[float]:
         return [2 ** (-8 * (h + 1) / n) for h in range(n)]
 
@@ -50,18 +52,21 @@ def alibi_slopes(num_heads: int) -> torch.Tensor:
     return torch.tensor(power_of_two(below) + power_of_two(2 * below)[::2][: num_heads - below])
 
 
-def lightning_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slopes: torch.Tensor,
-                        block_size: int) -> torch.Tensor:
-    """Causal (B, H, L, d), (B, H, L, d), (B, H, L, e) -> (B, H, L, e): out_t = q_t S_t, lambda_h = exp(-s_h)."""
+def lightning_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slopes: torch.Tensor, block_size: int
+) -> torch.Tensor:
+    """Causal (B, H, L, d), (B, H, L, d), (B, H, L, e) -> (B, H, L, e): out_t = q_t S_t, lambda_h
+    = exp(-s_h)."""
     heads, length = q.shape[1], q.shape[2]
     s = slopes.view(heads, 1, 1)
     offset = torch.arange(block_size, device=q.device, dtype=q.dtype)
     distance = offset[:, None] - offset[None, :]
     mask = torch.where(distance >= 0, torch.exp(-s * distance.clamp(min=0)), 0.0)  # M, (H, B, B)
-    state = None  # KV: the blocks before, decayed to the end of the last one; none before the first block
+    # KV: the blocks before, decayed to the end of the last one; none before the first block
+    state = None
     out = []
     for start in range(0, length, block_size):
-        q_b, k_b, v_b = (t[:, :, start: start + block_size] for t in (q, k, v))
+        q_b, k_b, v_b = (t[:, :, start : start + block_size] for t in (q, k, v))
         n = q_b.shape[2]  # the last block may be short
         o_b = ((q_b @ k_b.transpose(-1, -2)) * mask[:, :n, :n]) @ v_b  # intra
         if state is not None:
@@ -74,13 +79,25 @@ def lightning_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slope
 
 
 class LightningAttention(nn.Module):
-    def __init__(self, dim: int, num_heads: int = 8, block_size: int = 64, feature: str = "silu", decay: bool = True,
-                 normalize: bool = False, output_norm: bool = True, output_gate: bool = True, causal: bool = True,
-                 bias: bool = True) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int = 8,
+        block_size: int = 64,
+        feature: str = "silu",
+        decay: bool = True,
+        normalize: bool = False,
+        output_norm: bool = True,
+        output_gate: bool = True,
+        causal: bool = True,
+        bias: bool = True,
+    ) -> None:
         super().__init__()
         check_options(block_size, feature)
         if not causal:
-            raise ConfigError("lightning is causal only: the decayed running state looks back, never ahead")
+            raise ConfigError(
+                "lightning is causal only: the decayed running state looks back, never ahead"
+            )
         self.block_size = block_size
         self.feature = feature
         self.normalize = normalize
@@ -88,10 +105,15 @@ class LightningAttention(nn.Module):
         self.proj = QKVProjection(dim, num_heads, bias)
         head_dim = self.proj.head_dim
         # TransNormerLLM's gate is low rank, through one head's width
-        self.gate = nn.Sequential(nn.Linear(dim, head_dim, bias=bias), nn.Linear(head_dim, dim, bias=bias)) \
-            if output_gate else None
+        self.gate = (
+            nn.Sequential(nn.Linear(dim, head_dim, bias=bias), nn.Linear(head_dim, dim, bias=bias))
+            if output_gate
+            else None
+        )
         # fixed, not learned; s = 0 is lambda = 1, no decay
-        self.register_buffer("slopes", alibi_slopes(num_heads) if decay else torch.zeros(num_heads), persistent=False)
+        self.register_buffer(
+            "slopes", alibi_slopes(num_heads) if decay else torch.zeros(num_heads), persistent=False
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, length, dim = x.shape
@@ -101,14 +123,18 @@ class LightningAttention(nn.Module):
         else:
             q, k = feature_map(q), feature_map(k)
         head_dim = v.shape[-1]
-        if self.normalize:  # the ones column carries sum_s lambda^(t-s) phi(k_s) through the same state
+        if (
+            self.normalize
+        ):  # the ones column carries sum_s lambda^(t-s) phi(k_s) through the same state
             v = with_ones_column(v)
         if use_kernel("lightning", q):  # kernels/lightning.py: the same sum, chunked in Triton
             from attnbench.kernels.lightning import lightning_attention as kernel
 
             out = kernel(q, k, v, self.slopes)
         else:
-            out = lightning_attention(q, k, v, self.slopes.to(x.dtype), min(self.block_size, length))
+            out = lightning_attention(
+                q, k, v, self.slopes.to(x.dtype), min(self.block_size, length)
+            )
         if self.normalize:
             out = out[..., :head_dim] / (out[..., head_dim:] + EPS)
         out = out.transpose(1, 2).reshape(batch, length, dim)
@@ -119,24 +145,48 @@ class LightningAttention(nn.Module):
         return self.proj.out_proj(out)
 
 
-def flops(batch: int, seq_len: int, dim: int, num_heads: int = 8, block_size: int = 64, feature: str = "silu",
-          normalize: bool = False, output_gate: bool = True, causal: bool = True, **_: object) -> FlopBreakdown:
+def flops(
+    batch: int,
+    seq_len: int,
+    dim: int,
+    num_heads: int = 8,
+    block_size: int = 64,
+    feature: str = "silu",
+    normalize: bool = False,
+    output_gate: bool = True,
+    causal: bool = True,
+    **_: object,
+) -> FlopBreakdown:
     head_dim = check_heads(dim, num_heads)
     check_options(block_size, feature)
     value_dim = head_dim + int(normalize)
     block = min(block_size, seq_len)
     full, rest = divmod(seq_len, block)
-    intra = (2 * head_dim + 2 * value_dim) * (full * block * block + rest * rest)  # (Q K^T ⊙ M) V per block
+    intra = (2 * head_dim + 2 * value_dim) * (
+        full * block * block + rest * rest
+    )  # (Q K^T ⊙ M) V per block
     readout = 2 * (seq_len - block) * head_dim * value_dim  # Λ Q KV, from the second block on
-    update = 2 * (seq_len - (rest or block)) * head_dim * value_dim  # K^T V, every block but the last
+    update = (
+        2 * (seq_len - (rest or block)) * head_dim * value_dim
+    )  # K^T V, every block but the last
     gate = 2 * (2 * batch * seq_len * dim * head_dim) if output_gate else 0
-    return FlopBreakdown(attention=batch * num_heads * (intra + readout + update), selection=gate,
-                         projections=projection_flops(batch, seq_len, dim))
+    return FlopBreakdown(
+        attention=batch * num_heads * (intra + readout + update),
+        selection=gate,
+        projections=projection_flops(batch, seq_len, dim),
+    )
 
 
-def cache(seq_len: int, dim: int, bytes_per_element: int = 2, num_heads: int = 8, normalize: bool = False,
-          **_: object) -> CacheCost:
-    """No KV cache: one d x d state KV per head (d x (d + 1) with the normaliser), read whole per token."""
+def cache(
+    seq_len: int,
+    dim: int,
+    bytes_per_element: int = 2,
+    num_heads: int = 8,
+    normalize: bool = False,
+    **_: object,
+) -> CacheCost:
+    """No KV cache: one d x d state KV per head (d x (d + 1) with the normaliser), read whole per
+    token."""
     head_dim = check_heads(dim, num_heads)
     state = num_heads * head_dim * (head_dim + int(normalize)) * bytes_per_element
     return CacheCost(kv_stored=0, kv_read_per_token=state, state=state)
@@ -149,17 +199,30 @@ def build(dim: int, causal: bool = True, **hparams: object) -> LightningAttentio
 SPEC = MechanismSpec(
     name="lightning",
     kind="sequence",
-    description="Decayed causal linear attention by blocks: masked intra-block part, running inter-block state.",
-    paper="Qin et al., Lightning Attention-2: A Free Lunch for Handling Unlimited Sequence Lengths in Large "
-          "Language Models, arXiv:2401.04658 (TransNormerLLM, arXiv:2307.14995)",
+    description=(
+        "Decayed causal linear attention by blocks: masked intra-block part, running inter-block"
+        " state."
+    ),
+    paper=(
+        "Qin et al., Lightning Attention-2: A Free Lunch for Handling Unlimited Sequence Lengths in"
+        " Large Language Models, arXiv:2401.04658 (TransNormerLLM, arXiv:2307.14995)"
+    ),
     build=build,
     flops=flops,
     cache=cache,
     supports_bidirectional=False,
-    # OpenNLPLab/lightning-attention: blocks of 64 (its Triton kernel), 8 heads (examples/module/tnl_attn.py);
-    # TransNormerLLM: SiLU on q, k, v, ALiBi-slope decay, no denominator, SRMSNorm and a sigmoid output gate.
-    defaults={"num_heads": 8, "block_size": 64, "feature": "silu", "decay": True, "normalize": False,
-              "output_norm": True, "output_gate": True},
+    # OpenNLPLab/lightning-attention: blocks of 64 (its Triton kernel), 8 heads
+    # (examples/module/tnl_attn.py); TransNormerLLM: SiLU on q, k, v, ALiBi-slope decay, no
+    # denominator, SRMSNorm and a sigmoid output gate.
+    defaults={
+        "num_heads": 8,
+        "block_size": 64,
+        "feature": "silu",
+        "decay": True,
+        "normalize": False,
+        "output_norm": True,
+        "output_gate": True,
+    },
     # Four blocks in MQAR's 32 tokens, so the running state carries real context between blocks.
     profile_defaults={"smoke": {"block_size": 8}},
 )

@@ -8,6 +8,7 @@ token-by-token form it must equal. The normaliser rides along as an extra all-on
 Declared FLOPs are the chunked form's matmuls, exactly what FlopCounterMode counts; elementwise
 work (feature map, mask, running sum, division) is not counted, as FlopCounterMode does not.
 """
+
 from __future__ import annotations
 
 import torch
@@ -20,6 +21,7 @@ from attnbench.kernels.reference import EPS, feature_map, with_ones_column
 from attnbench.mechanism import CacheCost, FlopBreakdown, MechanismSpec
 from attnbench.mechanisms._common import QKVProjection, check_heads, projection_flops
 
+
 def linear_attention_cumsum(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Causal reference on (B, H, L, d) inputs: explicit per-token state, O(L d^2) memory."""
     phi_q, phi_k = feature_map(q), feature_map(k)
@@ -30,7 +32,9 @@ def linear_attention_cumsum(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -
     return numerator / (denominator + EPS)
 
 
-def linear_attention_chunked(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, chunk: int) -> torch.Tensor:
+def linear_attention_chunked(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, chunk: int
+) -> torch.Tensor:
     """Causal linear attention on (B, H, L, d), `chunk` tokens at a time."""
     batch, heads, length, head_dim = q.shape
     n_chunks = -(-length // chunk)
@@ -38,7 +42,9 @@ def linear_attention_chunked(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     phi_q, phi_k, v1 = feature_map(q), feature_map(k), with_ones_column(v)
     if pad:  # padding goes after the last token, so causal outputs are untouched
         phi_q, phi_k, v1 = (F.pad(t, (0, 0, 0, pad)) for t in (phi_q, phi_k, v1))
-    phi_q, phi_k, v1 = (t.view(batch, heads, n_chunks, chunk, t.shape[-1]) for t in (phi_q, phi_k, v1))
+    phi_q, phi_k, v1 = (
+        t.view(batch, heads, n_chunks, chunk, t.shape[-1]) for t in (phi_q, phi_k, v1)
+    )
     causal = torch.ones(chunk, chunk, dtype=torch.bool, device=q.device).tril()
     intra = (phi_q @ phi_k.transpose(-1, -2)).masked_fill(~causal, 0.0) @ v1
     chunk_states = phi_k.transpose(-1, -2) @ v1
@@ -57,8 +63,14 @@ def linear_attention_global(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -
 
 
 class LinearAttention(nn.Module):
-    def __init__(self, dim: int, num_heads: int = 8, chunk_size: int = 64, causal: bool = True,
-                 bias: bool = True) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int = 8,
+        chunk_size: int = 64,
+        causal: bool = True,
+        bias: bool = True,
+    ) -> None:
         super().__init__()
         if chunk_size < 1:
             raise ConfigError(f"chunk_size={chunk_size} must be a positive number of tokens")
@@ -79,8 +91,15 @@ class LinearAttention(nn.Module):
         return self.proj.merge(out)
 
 
-def flops(batch: int, seq_len: int, dim: int, num_heads: int = 8, chunk_size: int = 64, causal: bool = True,
-          **_: object) -> FlopBreakdown:
+def flops(
+    batch: int,
+    seq_len: int,
+    dim: int,
+    num_heads: int = 8,
+    chunk_size: int = 64,
+    causal: bool = True,
+    **_: object,
+) -> FlopBreakdown:
     head_dim = check_heads(dim, num_heads)
     value_dim = head_dim + 1  # values carry the normaliser column
     if causal:
@@ -91,10 +110,14 @@ def flops(batch: int, seq_len: int, dim: int, num_heads: int = 8, chunk_size: in
         per_head = intra + inter
     else:
         per_head = 2 * (2 * seq_len * head_dim * value_dim)  # K^T V once, then Q S
-    return FlopBreakdown(attention=batch * num_heads * per_head, projections=projection_flops(batch, seq_len, dim))
+    return FlopBreakdown(
+        attention=batch * num_heads * per_head, projections=projection_flops(batch, seq_len, dim)
+    )
 
 
-def cache(seq_len: int, dim: int, bytes_per_element: int = 2, num_heads: int = 8, **_: object) -> CacheCost:
+def cache(
+    seq_len: int, dim: int, bytes_per_element: int = 2, num_heads: int = 8, **_: object
+) -> CacheCost:
     """No KV cache: a state S (d x d) and normaliser z (d) per head, read whole for every token."""
     head_dim = check_heads(dim, num_heads)
     state = num_heads * head_dim * (head_dim + 1) * bytes_per_element

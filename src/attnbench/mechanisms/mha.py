@@ -5,6 +5,7 @@ projection mixes the heads. This is the dense reference every other sequence mec
 compared against. The FLOP count is the one FlopCounterMode measures on SDPA's math path: the
 full L x L score matrix, causal or not, since the math path masks rather than skips.
 """
+
 from __future__ import annotations
 
 import torch
@@ -16,7 +17,9 @@ from attnbench.mechanisms._common import QKVProjection, check_heads, full_kv_cac
 
 
 class MultiHeadAttention(nn.Module):
-    def __init__(self, dim: int, num_heads: int = 8, causal: bool = True, bias: bool = True) -> None:
+    def __init__(
+        self, dim: int, num_heads: int = 8, causal: bool = True, bias: bool = True
+    ) -> None:
         super().__init__()
         self.causal = causal
         self.proj = QKVProjection(dim, num_heads, bias)
@@ -26,10 +29,14 @@ class MultiHeadAttention(nn.Module):
         return self.proj.merge(F.scaled_dot_product_attention(q, k, v, is_causal=self.causal))
 
 
-def flops(batch: int, seq_len: int, dim: int, num_heads: int = 8, causal: bool = True, **_: object) -> FlopBreakdown:
+def flops(
+    batch: int, seq_len: int, dim: int, num_heads: int = 8, causal: bool = True, **_: object
+) -> FlopBreakdown:
     check_heads(dim, num_heads)
     scores_and_mix = 2 * (2 * batch * seq_len * seq_len * dim)  # Q K^T and A V
-    return FlopBreakdown(attention=scores_and_mix, projections=projection_flops(batch, seq_len, dim))
+    return FlopBreakdown(
+        attention=scores_and_mix, projections=projection_flops(batch, seq_len, dim)
+    )
 
 
 def cache(seq_len: int, dim: int, bytes_per_element: int = 2, **_: object):

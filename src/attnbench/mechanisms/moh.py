@@ -18,6 +18,7 @@ turned off: 4 B L^2 d_h (h_s + K), i.e. the dense 4 B L^2 D scaled by (h_s + K) 
 (flops_exact=False); selection is the three routers' matmuls, 2 B L D (h - h_s + 2 + h_s), where
 W_h exists only with both groups present and W_s only with two or more shared heads.
 """
+
 from __future__ import annotations
 
 import torch
@@ -32,24 +33,36 @@ from attnbench.mechanisms._common import QKVProjection, check_heads, projection_
 def check_routing(num_heads: int, shared_heads: int, top_k: int) -> int:
     """Number of routed heads, or a clear error for an impossible split."""
     if not 0 <= shared_heads <= num_heads:
-        raise ConfigError(f"shared_heads={shared_heads} must be between 0 and num_heads={num_heads}")
+        raise ConfigError(
+            f"shared_heads={shared_heads} must be between 0 and num_heads={num_heads}"
+        )
     routed = num_heads - shared_heads
     if routed and not 1 <= top_k <= routed:
         raise ConfigError(f"top_k={top_k} must be between 1 and the {routed} routed heads")
     if not routed and top_k:
-        raise ConfigError(f"top_k={top_k} must be 0 when every head is shared (shared_heads={shared_heads})")
+        raise ConfigError(
+            f"top_k={top_k} must be 0 when every head is shared (shared_heads={shared_heads})"
+        )
     return routed
 
 
 def router_widths(num_heads: int, shared_heads: int, top_k: int) -> tuple[int, int, int]:
-    """Output widths of W_r (routed scores), W_h (shared vs routed) and W_s (shared scores); 0 = absent."""
+    """Output widths of W_r (routed scores), W_h (shared vs routed) and W_s (shared scores); 0 =
+    absent."""
     routed = check_routing(num_heads, shared_heads, top_k)
     return routed, 2 if routed and shared_heads else 0, shared_heads if shared_heads > 1 else 0
 
 
 class MixtureOfHeadAttention(nn.Module):
-    def __init__(self, dim: int, num_heads: int = 8, shared_heads: int = 4, top_k: int = 2, causal: bool = True,
-                 bias: bool = True) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int = 8,
+        shared_heads: int = 4,
+        top_k: int = 2,
+        causal: bool = True,
+        bias: bool = True,
+    ) -> None:
         super().__init__()
         self.causal = causal
         self.shared_heads, self.top_k = shared_heads, top_k
@@ -64,15 +77,22 @@ class MixtureOfHeadAttention(nn.Module):
         """Per-token weight of every head, (B, L, h); zero for routed heads outside the top-K."""
         batch, length, _ = x.shape
         h_s = self.shared_heads
-        shared = (torch.softmax(self.w_s(x), dim=-1) * h_s if self.w_s is not None
-                  else x.new_ones(batch, length, h_s))
+        shared = (
+            torch.softmax(self.w_s(x), dim=-1) * h_s
+            if self.w_s is not None
+            else x.new_ones(batch, length, h_s)
+        )
         if self.w_r is None:
             return shared
         scores = torch.softmax(self.w_r(x), dim=-1)
         chosen = torch.zeros_like(scores).scatter(-1, scores.topk(self.top_k, dim=-1).indices, 1.0)
         routed = scores * chosen
-        routed = routed / routed.sum(-1, keepdim=True).clamp_min(torch.finfo(x.dtype).eps) * self.top_k
-        if self.training:  # L_b = R * sum_i f_i P_i: the fraction routed to head i times its mean score
+        routed = (
+            routed / routed.sum(-1, keepdim=True).clamp_min(torch.finfo(x.dtype).eps) * self.top_k
+        )
+        if (
+            self.training
+        ):  # L_b = R * sum_i f_i P_i: the fraction routed to head i times its mean score
             n_routed = scores.shape[-1]
             self.load_balancing_loss = n_routed * (chosen.mean((0, 1)) * scores.mean((0, 1))).sum()
         if self.w_h is None:
@@ -86,24 +106,43 @@ class MixtureOfHeadAttention(nn.Module):
         return self.proj.merge(heads * self.head_gates(x).transpose(1, 2).unsqueeze(-1))
 
 
-def flops(batch: int, seq_len: int, dim: int, num_heads: int = 8, shared_heads: int = 4, top_k: int = 2,
-          causal: bool = True, **_: object) -> FlopBreakdown:
+def flops(
+    batch: int,
+    seq_len: int,
+    dim: int,
+    num_heads: int = 8,
+    shared_heads: int = 4,
+    top_k: int = 2,
+    causal: bool = True,
+    **_: object,
+) -> FlopBreakdown:
     head_dim = check_heads(dim, num_heads)
     active = shared_heads + top_k
     routers = sum(router_widths(num_heads, shared_heads, top_k))
-    return FlopBreakdown(attention=4 * batch * seq_len * seq_len * head_dim * active,
-                         selection=2 * batch * seq_len * dim * routers,
-                         projections=projection_flops(batch, seq_len, dim))
+    return FlopBreakdown(
+        attention=4 * batch * seq_len * seq_len * head_dim * active,
+        selection=2 * batch * seq_len * dim * routers,
+        projections=projection_flops(batch, seq_len, dim),
+    )
 
 
-def cache(seq_len: int, dim: int, bytes_per_element: int = 2, num_heads: int = 8, shared_heads: int = 4,
-          top_k: int = 2, **_: object) -> CacheCost:
+def cache(
+    seq_len: int,
+    dim: int,
+    bytes_per_element: int = 2,
+    num_heads: int = 8,
+    shared_heads: int = 4,
+    top_k: int = 2,
+    **_: object,
+) -> CacheCost:
     """Every head's keys and values are kept (a later token may route to any head); a new token
     reads only those of its h_s + K active heads."""
     head_dim = check_heads(dim, num_heads)
     check_routing(num_heads, shared_heads, top_k)
     per_head = 2 * seq_len * head_dim * bytes_per_element
-    return CacheCost(kv_stored=num_heads * per_head, kv_read_per_token=(shared_heads + top_k) * per_head)
+    return CacheCost(
+        kv_stored=num_heads * per_head, kv_read_per_token=(shared_heads + top_k) * per_head
+    )
 
 
 def build(dim: int, causal: bool = True, **hparams: object) -> MixtureOfHeadAttention:
@@ -113,8 +152,12 @@ def build(dim: int, causal: bool = True, **hparams: object) -> MixtureOfHeadAtte
 SPEC = MechanismSpec(
     name="moh",
     kind="sequence",
-    description="Mixture-of-Head attention: shared heads plus per-token top-K routed heads, weighted.",
-    paper="Jin et al., MoH: Multi-Head Attention as Mixture-of-Head Attention, 2024, arXiv:2410.11842",
+    description=(
+        "Mixture-of-Head attention: shared heads plus per-token top-K routed heads, weighted."
+    ),
+    paper=(
+        "Jin et al., MoH: Multi-Head Attention as Mixture-of-Head Attention, 2024, arXiv:2410.11842"
+    ),
     build=build,
     flops=flops,
     flops_exact=False,

@@ -4,6 +4,7 @@ out = x. A CNN with `none` in every attention slot is the plain backbone, the ro
 feature-map attention module is measured against: what it buys in accuracy is worth what it
 costs over this one. No parameters, 0 FLOPs.
 """
+
 from __future__ import annotations
 
 from torch import nn

@@ -18,10 +18,12 @@ FLOPs (FlopCounterMode's convention, multiply-add = 2): the two 1x1 convolutions
 (B, C, 1, 1) descriptor, 2 B C h each, all of it `attention`. Pooling, ReLU, sigmoid and the gating
 product are elementwise and uncounted.
 """
+
 from __future__ import annotations
 
 from attnbench.mechanism import MechanismSpec
-from attnbench.mechanisms._channels import SqueezeExcite, se_flops as flops
+from attnbench.mechanisms._channels import SqueezeExcite
+from attnbench.mechanisms._channels import se_flops as flops
 
 __all__ = ["SPEC", "SqueezeExcite", "build", "flops"]
 
@@ -33,7 +35,9 @@ def build(channels: int, **hparams: object) -> SqueezeExcite:
 SPEC = MechanismSpec(
     name="se",
     kind="feature_map",
-    description="Squeeze-and-excitation: channel gates from a bottleneck MLP on the global average.",
+    description=(
+        "Squeeze-and-excitation: channel gates from a bottleneck MLP on the global average."
+    ),
     paper="Hu, Shen, Sun, Squeeze-and-Excitation Networks, CVPR 2018, arXiv:1709.01507",
     build=build,
     flops=flops,

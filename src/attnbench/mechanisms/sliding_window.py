@@ -7,6 +7,7 @@ the work a banded kernel really does: every query scores `min(window, L)` keys (
 `min(2 window - 1, L)` keys (bidirectional), the same convention as `mha`, which it equals when
 the window covers the sequence.
 """
+
 from __future__ import annotations
 
 import torch
@@ -16,11 +17,23 @@ from torch import nn
 from attnbench.errors import ConfigError
 from attnbench.kernels.dispatch import use_kernel
 from attnbench.mechanism import CacheCost, FlopBreakdown, MechanismSpec
-from attnbench.mechanisms._common import QKVProjection, check_heads, projection_flops, window_mask_mod
+from attnbench.mechanisms._common import (
+    QKVProjection,
+    check_heads,
+    projection_flops,
+    window_mask_mod,
+)
 
 
 class SlidingWindowAttention(nn.Module):
-    def __init__(self, dim: int, window: int = 512, num_heads: int = 8, causal: bool = True, bias: bool = True) -> None:
+    def __init__(
+        self,
+        dim: int,
+        window: int = 512,
+        num_heads: int = 8,
+        causal: bool = True,
+        bias: bool = True,
+    ) -> None:
         super().__init__()
         if window < 1:
             raise ConfigError(f"window={window} must be a positive number of tokens")
@@ -31,7 +44,9 @@ class SlidingWindowAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q, k, v = self.proj.split(x)
-        if use_kernel("sliding_window", q):  # kernels/sparse_patterns.py: only the tiles the band touches
+        if use_kernel(
+            "sliding_window", q
+        ):  # kernels/sparse_patterns.py: only the tiles the band touches
             from attnbench.kernels.sparse_patterns import window_attention
 
             return self.proj.merge(window_attention(q, k, v, self.window, self.causal))
@@ -44,14 +59,26 @@ def keys_per_query(seq_len: int, window: int, causal: bool) -> int:
     return min(window if causal else 2 * window - 1, seq_len)
 
 
-def flops(batch: int, seq_len: int, dim: int, window: int = 512, num_heads: int = 8, causal: bool = True,
-          **_: object) -> FlopBreakdown:
+def flops(
+    batch: int,
+    seq_len: int,
+    dim: int,
+    window: int = 512,
+    num_heads: int = 8,
+    causal: bool = True,
+    **_: object,
+) -> FlopBreakdown:
     check_heads(dim, num_heads)
     keys = keys_per_query(seq_len, window, causal)
-    return FlopBreakdown(attention=4 * batch * seq_len * keys * dim, projections=projection_flops(batch, seq_len, dim))
+    return FlopBreakdown(
+        attention=4 * batch * seq_len * keys * dim,
+        projections=projection_flops(batch, seq_len, dim),
+    )
 
 
-def cache(seq_len: int, dim: int, bytes_per_element: int = 2, window: int = 512, **_: object) -> CacheCost:
+def cache(
+    seq_len: int, dim: int, bytes_per_element: int = 2, window: int = 512, **_: object
+) -> CacheCost:
     """Only the last `window` keys and values are kept (evicting), and all of them are read."""
     kept = 2 * min(window, seq_len) * dim * bytes_per_element
     return CacheCost(kv_stored=kept, kv_read_per_token=kept)

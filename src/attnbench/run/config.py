@@ -1,4 +1,5 @@
-"""Run configuration files: `attnbench run --config FILE.toml` keeps a run's options under version control.
+"""Run configuration files: `attnbench run --config FILE.toml` keeps a run's options under version
+control.
 
     suite = "long-context"
     mechanisms = ["mha", "linear"]
@@ -16,6 +17,7 @@
 Options given on the command line win over the file. Every key and type is checked, and a file
 that cannot be read, is not TOML or holds an unknown key is one clear line naming the file.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -69,8 +71,10 @@ def load_run_config(path: str | Path) -> RunConfig:
         raise ConfigError(f"--config {where}: not a regular file")
     try:
         if file.stat().st_size > MAX_BYTES:
-            raise ConfigError(f"--config {where}: {file.stat().st_size:,} bytes; a run configuration is at most "
-                              f"{MAX_BYTES:,}")
+            raise ConfigError(
+                f"--config {where}: {file.stat().st_size:,} bytes; a run configuration is at most "
+                f"{MAX_BYTES:,}"
+            )
         raw = tomllib.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"--config {where}: no such file") from None
@@ -79,7 +83,9 @@ def load_run_config(path: str | Path) -> RunConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"--config {where}: not valid TOML ({exc})") from None
     except RecursionError:
-        raise ConfigError(f"--config {where}: nested too deeply to be a run configuration") from None
+        raise ConfigError(
+            f"--config {where}: nested too deeply to be a run configuration"
+        ) from None
     return parse_run_config(raw, where)
 
 
@@ -117,7 +123,12 @@ def _checked(key: str, value: Any, where: str) -> Any:
             raise wrong(f"at most {MAX_SEEDS}")
         return value
     if key == "budget":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or value <= 0
+        ):
             raise wrong("a positive number")
         return float(value)
     if key == "budget_kind":

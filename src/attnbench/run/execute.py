@@ -1,7 +1,8 @@
-"""One cell, executed: its suite's `run_cell` under the cell's own seed, with every failure a plug-in can cause
-(anything it raises, SystemExit included; a non-finite primary metric; metrics the store cannot hold) turned
-into the cell's record instead of an exception. The same function runs in this process, in a worker process
-and in a Ray task."""
+"""One cell, executed: its suite's `run_cell` under the cell's own seed, with every failure a
+plug-in can cause (anything it raises, SystemExit included; a non-finite primary metric; metrics the
+store cannot hold) turned into the cell's record instead of an exception. The same function runs in
+this process, in a worker process and in a Ray task."""
+
 from __future__ import annotations
 
 import time
@@ -42,11 +43,15 @@ def execute_cell(cell: CellSpec, device: str, on_step=lambda step, planned: None
             record.error = f"suite reported no finite primary metric {cell.primary_metric!r}"
         else:
             record.status = "done"
-    except SkipCell as exc:  # the suite cannot run this cell here (no model, no data): not a failure
+    except (
+        SkipCell
+    ) as exc:  # the suite cannot run this cell here (no model, no data): not a failure
         record.status, record.error = "skipped", str(exc)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the user's, not the cell's
         raise
-    except BaseException as exc:  # one cell's failure, SystemExit included, must not stop the others
+    except (
+        BaseException
+    ) as exc:  # one cell's failure, SystemExit included, must not stop the others
         record.status = "oom" if is_out_of_memory(exc) else "failed"
         record.error = _describe(exc)
     record.wall_seconds = time.perf_counter() - started
@@ -56,18 +61,24 @@ def execute_cell(cell: CellSpec, device: str, on_step=lambda step, planned: None
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
-    """MemoryError (Python, or any allocation under --memory-limit), torch's OutOfMemoryError (CUDA), or the
-    CPU allocator's failure, which torch raises as a plain RuntimeError."""
+    """MemoryError (Python, or any allocation under --memory-limit), torch's OutOfMemoryError
+    (CUDA), or the CPU allocator's failure, which torch raises as a plain RuntimeError."""
     torch_oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
     return isinstance(exc, (MemoryError, torch_oom)) or (
-        isinstance(exc, RuntimeError) and "DefaultCPUAllocator: can't allocate memory" in str(exc))
+        isinstance(exc, RuntimeError) and "DefaultCPUAllocator: can't allocate memory" in str(exc)
+    )
 
 
 def failed_record(cell: CellSpec, exc: BaseException, prefix: str = "") -> CellRecord:
     """The record of a cell that raised outside `execute_cell`'s own handling."""
     now = utcnow()
-    return CellRecord(cell, status="oom" if is_out_of_memory(exc) else "failed", error=prefix + _describe(exc),
-                      started_at=now, finished_at=now)
+    return CellRecord(
+        cell,
+        status="oom" if is_out_of_memory(exc) else "failed",
+        error=prefix + _describe(exc),
+        started_at=now,
+        finished_at=now,
+    )
 
 
 def _describe(exc: BaseException) -> str:

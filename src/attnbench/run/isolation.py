@@ -1,18 +1,21 @@
 """Cells in worker processes: a pool of reused workers, or a fresh process per cell (`--isolate`).
 
 The parent hands one job at a time to each worker over a pipe and gets its result back: a cell's
-`CellRecord` (`CellJob`), or a mechanism's conformance report (`attnbench.run.screening.CheckJob`, so that
-`--isolate` and the limits cover plug-ins' checks too); it stays the only process that writes the store.
-Whatever kills a worker (a segfault, the kernel's out-of-memory killer, `kill -9`) or keeps it from finishing
-(the time limit) is turned into that job's result with the reason, and a new worker takes the next job.
+`CellRecord` (`CellJob`), or a mechanism's conformance report (`attnbench.run.screening.CheckJob`,
+so that `--isolate` and the limits cover plug-ins' checks too); it stays the only process that
+writes the store. Whatever kills a worker (a segfault, the kernel's out-of-memory killer, `kill -9`)
+or keeps it from finishing (the time limit) is turned into that job's result with the reason, and a
+new worker takes the next job.
 
-Workers are forked from a forkserver that has imported torch once, so a fresh process costs tens
-of milliseconds, not seconds of imports (spawn where forkserver does not exist); with `--isolate`
-a spare is forked ahead, while the other cells run, and imports the next cell's plug-ins. A worker
-ignores Ctrl-C (the runner decides what it means) and exits as soon as the runner dies, even mid-cell.
+Workers are forked from a forkserver that has imported torch once, so a fresh process costs tens of
+milliseconds, not seconds of imports (spawn where forkserver does not exist); with `--isolate` a
+spare is forked ahead, while the other cells run, and imports the next cell's plug-ins. A worker
+ignores Ctrl-C (the runner decides what it means) and exits as soon as the runner dies, even
+mid-cell.
 
 This module imports no torch at import time: the CLI imports it to parse `--memory-limit`.
 """
+
 from __future__ import annotations
 
 import faulthandler
@@ -33,10 +36,13 @@ from attnbench.errors import ConfigError
 
 STEP_REPORT_INTERVAL = 0.25  # seconds between progress messages from a worker
 EXIT_GRACE = 5.0  # seconds a worker gets to exit after it is told to
-FAULT_LOG_LIMIT = 4000  # characters of a crashed worker's faulthandler output kept in the cell's error
+FAULT_LOG_LIMIT = (
+    4000  # characters of a crashed worker's faulthandler output kept in the cell's error
+)
 _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
-# imported once by the forkserver instead of by every cell: torch and the harness, and torch._dynamo,
-# which an optimizer's first step imports (seconds). Importing runs no parallel code, so forking stays safe.
+# imported once by the forkserver instead of by every cell: torch and the harness, and
+# torch._dynamo, which an optimizer's first step imports (seconds). Importing runs no parallel code,
+# so forking stays safe.
 PRELOAD = ("attnbench.run.execute", "torch._dynamo")
 
 
@@ -55,7 +61,9 @@ def parse_bytes(text: str) -> int:
     """`4G`, `512M`, `1.5GiB`, `2000000000`: binary multiples (4G is 4 * 2**30 bytes)."""
     found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", str(text), flags=re.I)
     if not found or float(found.group(1)) <= 0:
-        raise ValueError(f"{text!r} is not a memory size; expected bytes or a number with K, M, G or T, e.g. 4G")
+        raise ValueError(
+            f"{text!r} is not a memory size; expected bytes or a number with K, M, G or T, e.g. 4G"
+        )
     return int(float(found.group(1)) * _UNITS[found.group(2).upper()])
 
 
@@ -67,11 +75,15 @@ def check_limits(limits: CellLimits, device: str) -> None:
         except ImportError:
             resource = None
         if not hasattr(resource, "RLIMIT_AS"):
-            raise ConfigError("--memory-limit needs RLIMIT_AS (Linux, macOS) for CPU cells; this platform has none")
+            raise ConfigError(
+                "--memory-limit needs RLIMIT_AS (Linux, macOS) for CPU cells; this platform has"
+                " none"
+            )
 
 
 class Job(Protocol):
-    """Work a worker process does: `run` there, or `lost` here when the worker died or ran out of time."""
+    """Work a worker process does: `run` there, or `lost` here when the worker died or ran out of
+    time."""
 
     subject: Any  # what the caller's callbacks are told about (a cell)
 
@@ -83,7 +95,8 @@ class Job(Protocol):
 
 @dataclass(frozen=True)
 class CellJob:
-    """A cell: `execute_cell` in the worker; a lost worker gives the cell a failed or timed-out record."""
+    """A cell: `execute_cell` in the worker; a lost worker gives the cell a failed or timed-out
+    record."""
 
     subject: Any
 
@@ -101,8 +114,14 @@ class CellJob:
         from attnbench.cell import CellRecord
         from attnbench.store.database import utcnow
 
-        return CellRecord(self.subject, status=status, error=error, wall_seconds=wall_seconds,
-                          started_at=started_at, finished_at=utcnow())
+        return CellRecord(
+            self.subject,
+            status=status,
+            error=error,
+            wall_seconds=wall_seconds,
+            started_at=started_at,
+            finished_at=utcnow(),
+        )
 
     def plugins(self) -> tuple[str | None, str | None]:
         return self.subject.suite, self.subject.mechanism
@@ -110,8 +129,10 @@ class CellJob:
 
 # ---------------------------------------------------------------- worker side
 
+
 def _exit_with_parent(lifeline: Any) -> None:
-    """The parent holds the only write end of `lifeline`: end of file means it died, so this worker goes too."""
+    """The parent holds the only write end of `lifeline`: end of file means it died, so this
+    worker goes too."""
 
     def watch() -> None:
         try:
@@ -127,21 +148,33 @@ def _limit_memory(limit: int, device: str) -> None:
     import torch
 
     if device.startswith("cuda"):
-        # CUDA reserves far more address space than it uses, so RLIMIT_AS would break it: cap the allocator instead
+        # CUDA reserves far more address space than it uses, so RLIMIT_AS would break it: cap the
+        # allocator instead
         total = torch.cuda.get_device_properties(torch.device(device)).total_memory
         torch.cuda.set_per_process_memory_fraction(min(1.0, limit / total), torch.device(device))
         return
     import resource
 
     _, hard = resource.getrlimit(resource.RLIMIT_AS)
-    resource.setrlimit(resource.RLIMIT_AS, (limit if hard == resource.RLIM_INFINITY else min(limit, hard), hard))
+    resource.setrlimit(
+        resource.RLIMIT_AS, (limit if hard == resource.RLIM_INFINITY else min(limit, hard), hard)
+    )
 
 
-def _worker_main(conn: Any, lifeline: Any, device: str, threads: int, memory: int | None,
-                 fault_log: _InheritedFile, once: bool) -> None:
+def _worker_main(
+    conn: Any,
+    lifeline: Any,
+    device: str,
+    threads: int,
+    memory: int | None,
+    fault_log: _InheritedFile,
+    once: bool,
+) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _exit_with_parent(lifeline)
-    faulthandler.enable(fault_log.fd, all_threads=False)  # a segfault's traceback goes into the cell's error
+    faulthandler.enable(
+        fault_log.fd, all_threads=False
+    )  # a segfault's traceback goes into the cell's error
     import torch
 
     setup_error = None
@@ -149,7 +182,9 @@ def _worker_main(conn: Any, lifeline: Any, device: str, threads: int, memory: in
         torch.set_num_threads(threads)
         if memory is not None:
             _limit_memory(memory, device)
-    except Exception as exc:  # e.g. a memory limit below what the process already holds: every cell says so
+    except (
+        Exception
+    ) as exc:  # e.g. a memory limit below what the process already holds: every cell says so
         setup_error = exc
     while True:
         try:
@@ -158,7 +193,9 @@ def _worker_main(conn: Any, lifeline: Any, device: str, threads: int, memory: in
             return
         if message is None:
             return
-        if message[0] == "warm":  # a spare waiting for its cell imports the plug-ins it will likely need
+        if (
+            message[0] == "warm"
+        ):  # a spare waiting for its cell imports the plug-ins it will likely need
             _warm(*message[1:])
             continue
         job = message[1]
@@ -175,8 +212,12 @@ def _worker_main(conn: Any, lifeline: Any, device: str, threads: int, memory: in
             if setup_error is not None:
                 raise setup_error
             result = job.run(device, on_step)
-        except BaseException as exc:  # nothing a job raises may take the worker down without a result
-            result = job.failed(exc, "" if exc is not setup_error else "the worker process could not be set up: ")
+        except (
+            BaseException
+        ) as exc:  # nothing a job raises may take the worker down without a result
+            result = job.failed(
+                exc, "" if exc is not setup_error else "the worker process could not be set up: "
+            )
         try:
             conn.send(("done", result))
         except Exception as exc:  # e.g. a suite put something unpicklable into its outcome
@@ -199,7 +240,8 @@ def _warm(suite: str | None, mechanism: str | None) -> None:
 
 
 class _InheritedFile:
-    """A file descriptor handed to a worker as it starts (as multiprocessing hands over a pipe's)."""
+    """A file descriptor handed to a worker as it starts (as multiprocessing hands over a
+    pipe's)."""
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
@@ -215,6 +257,7 @@ class _InheritedFile:
 
 
 # ---------------------------------------------------------------- parent side
+
 
 def start_method() -> str:
     return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
@@ -243,14 +286,26 @@ def describe_exit(exitcode: int | None) -> str:
 
 
 class _Worker:
-    def __init__(self, context: Any, device: str, threads: int, limits: CellLimits, once: bool) -> None:
+    def __init__(
+        self, context: Any, device: str, threads: int, limits: CellLimits, once: bool
+    ) -> None:
         self.conn, child_conn = context.Pipe()
         child_lifeline, self.lifeline = context.Pipe(duplex=False)
         self.fault_log = tempfile.TemporaryFile()  # nameless: nothing is left behind, whoever dies
         # not a daemon: a cell may start processes of its own (data loader workers)
-        self.process = context.Process(target=_worker_main, name="attnbench-cell",
-                                       args=(child_conn, child_lifeline, device, threads, limits.memory,
-                                             _InheritedFile(self.fault_log.fileno()), once))
+        self.process = context.Process(
+            target=_worker_main,
+            name="attnbench-cell",
+            args=(
+                child_conn,
+                child_lifeline,
+                device,
+                threads,
+                limits.memory,
+                _InheritedFile(self.fault_log.fileno()),
+                once,
+            ),
+        )
         self.process.start()
         child_conn.close()
         child_lifeline.close()
@@ -268,7 +323,8 @@ class _Worker:
         try:
             self.conn.send(("job", job))
         except (OSError, ValueError):
-            pass  # the process has died: its sentinel says so, and the job is recorded with the reason
+            # the process has died: its sentinel says so, and the job is recorded with the reason
+            pass
 
     def warm(self, job: Job) -> None:
         try:
@@ -311,14 +367,26 @@ class _Worker:
 class WorkerPool:
     """`jobs` jobs at once in worker processes; `fresh=True` gives every job a new process."""
 
-    def __init__(self, device: str, jobs: int, fresh: bool = False, limits: CellLimits = CellLimits(),
-                 threads: int | None = None) -> None:
+    def __init__(
+        self,
+        device: str,
+        jobs: int,
+        fresh: bool = False,
+        limits: CellLimits = CellLimits(),
+        threads: int | None = None,
+    ) -> None:
         self.device, self.jobs, self.fresh, self.limits = device, jobs, fresh, limits
         self.threads = threads or max(1, (os.cpu_count() or 1) // jobs)
 
-    def run(self, jobs: list[Job], started: Callable[[Any, int], None], finished: Callable[[Any], None],
-            stopping: Callable[[], bool], on_step: Callable[[int, int | None], None] | None = None,
-            admit: Callable[[Any], bool] = lambda subject: True) -> None:
+    def run(
+        self,
+        jobs: list[Job],
+        started: Callable[[Any, int], None],
+        finished: Callable[[Any], None],
+        stopping: Callable[[], bool],
+        on_step: Callable[[int, int | None], None] | None = None,
+        admit: Callable[[Any], bool] = lambda subject: True,
+    ) -> None:
         """Run `jobs`, calling `admit(subject)` just before each would start (False leaves it out),
         `started(subject, index)` and `finished(result)` in this process, in this thread.
 
@@ -328,7 +396,9 @@ class WorkerPool:
         context = _context()
         queue = deque(enumerate(jobs))
         workers: list[_Worker] = []
-        exiting: list[_Worker] = []  # fresh workers done with their job, left to exit while the next runs
+        exiting: list[
+            _Worker
+        ] = []  # fresh workers done with their job, left to exit while the next runs
         aborted = True
 
         def new_worker() -> _Worker:
@@ -369,7 +439,8 @@ class WorkerPool:
                         self._dispatch(ready[0] if ready else new_worker(), item, started)
                         busy += 1
                     if self.fresh and queue and len(workers) == busy:
-                        # a spare, forked and warmed up while the others run, takes the next job at once
+                        # a spare, forked and warmed up while the others run, takes the next job at
+                        # once
                         new_worker().warm(queue[0][1])
                 if not busy:
                     break
@@ -378,8 +449,10 @@ class WorkerPool:
                         retire(idle, kill=False)
                 in_flight = [w for w in workers if w.job is not None]
                 timeout = max(0.0, min(w.deadline for w in in_flight) - time.monotonic())
-                ready = wait([w.conn for w in in_flight] + [w.process.sentinel for w in in_flight],
-                             None if timeout == float("inf") else timeout)
+                ready = wait(
+                    [w.conn for w in in_flight] + [w.process.sentinel for w in in_flight],
+                    None if timeout == float("inf") else timeout,
+                )
                 for worker in in_flight:
                     self._collect(worker, ready, finished, on_step, retire)
             aborted = False
@@ -389,7 +462,9 @@ class WorkerPool:
             for worker in exiting:
                 worker.finish()
 
-    def _dispatch(self, worker: _Worker, item: tuple[int, Job], started: Callable[[Any, int], None]) -> None:
+    def _dispatch(
+        self, worker: _Worker, item: tuple[int, Job], started: Callable[[Any, int], None]
+    ) -> None:
         index, job = item
         started(job.subject, index)
         worker.assign(job, self.limits.timeout)
@@ -415,15 +490,21 @@ class WorkerPool:
             worker.process.join(EXIT_GRACE)
             crash = worker.crash_report()
             status = "failed"
-            error = f"the worker process {worker.process.pid} {describe_exit(worker.process.exitcode)}"
+            error = (
+                f"the worker process {worker.process.pid} {describe_exit(worker.process.exitcode)}"
+            )
             if self.limits.memory is not None and (worker.process.exitcode or 0) > 0:
-                error += (f" under --memory-limit {self.limits.memory / 2**30:.3g}G: a native library that cannot "
-                          f"allocate exits like this (its message went to stderr)")
+                error += (
+                    f" under --memory-limit {self.limits.memory / 2**30:.3g}G: a native library"
+                    " that cannot allocate exits like this (its message went to stderr)"
+                )
             error += f"\n\n{crash}" if crash else ""
         elif time.monotonic() >= worker.deadline:
             status = "timeout"
-            error = (f"did not finish within the {self.limits.timeout:g} s limit (--cell-timeout); "
-                     f"its process was killed")
+            error = (
+                f"did not finish within the {self.limits.timeout:g} s limit (--cell-timeout); "
+                "its process was killed"
+            )
         else:
             return
         job, started_at, wall = worker.job, worker.started_at, time.monotonic() - worker.started
@@ -433,6 +514,7 @@ class WorkerPool:
 
 
 # ---------------------------------------------------------------- is a run's process still alive?
+
 
 def _boot_id() -> str | None:
     try:
@@ -451,16 +533,22 @@ def _proc_stat(pid: int) -> tuple[str, str] | None:
 
 
 def this_process() -> dict[str, Any]:
-    """What identifies this process on this machine, beyond a pid that the system may give to another later."""
+    """What identifies this process on this machine, beyond a pid that the system may give to
+    another later."""
     import socket
 
     stat = _proc_stat(os.getpid())
-    return {"host": socket.gethostname(), "pid": os.getpid(), "boot_id": _boot_id(),
-            "start_ticks": stat[1] if stat else None}
+    return {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "boot_id": _boot_id(),
+        "start_ticks": stat[1] if stat else None,
+    }
 
 
 def process_alive(identity: dict[str, Any]) -> bool | None:
-    """Whether the process `identity` names still runs; None when this machine cannot tell (another host)."""
+    """Whether the process `identity` names still runs; None when this machine cannot tell
+    (another host)."""
     import socket
 
     if not identity or identity.get("host") != socket.gethostname() or not identity.get("pid"):
@@ -481,4 +569,3 @@ def process_alive(identity: dict[str, Any]) -> bool | None:
     except PermissionError:
         return True
     return True
-

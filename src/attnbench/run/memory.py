@@ -4,6 +4,7 @@ On Linux the kernel's RSS high-water mark can be reset per process (writing 5 to
 /proc/self/clear_refs), which gives a per-cell CPU figure; elsewhere the process-wide peak from
 getrusage is the best available and is labelled as such.
 """
+
 from __future__ import annotations
 
 import resource

@@ -1,4 +1,5 @@
 """Where a result came from: code version, machine, libraries and the exact command."""
+
 from __future__ import annotations
 
 import platform
@@ -14,12 +15,13 @@ import attnbench
 from attnbench.toolkit.devices import device_name
 
 
-
 def git_state(path: Path) -> tuple[str | None, bool | None]:
     """(sha, dirty) of the git checkout holding `path`, or (None, None) outside one."""
+
     def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(path), *args], capture_output=True, text=True, check=True,
-                              timeout=10).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", str(path), *args], capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
 
     try:
         sha = git("rev-parse", "HEAD")
@@ -30,8 +32,8 @@ def git_state(path: Path) -> tuple[str | None, bool | None]:
 
 
 def library_versions() -> dict[str, str]:
-    """Every installed distribution and its version: a result can move when any dependency's release does, and
-    the versions say which one did (constraints.txt pins them for the tests)."""
+    """Every installed distribution and its version: a result can move when any dependency's release
+    does, and the versions say which one did (constraints.txt pins them for the tests)."""
     versions = {}
     for dist in metadata.distributions():
         name = dist.metadata["Name"]

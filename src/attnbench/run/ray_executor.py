@@ -1,17 +1,20 @@
-"""The Ray executor: cells fan out as Ray tasks across a cluster's GPUs (or CPU cores), and each finished
-cell streams back to this process, the run's only writer.
+"""The Ray executor: cells fan out as Ray tasks across a cluster's GPUs (or CPU cores), and each
+finished cell streams back to this process, the run's only writer.
 
 Same contract as the local worker pool: `reporter.cell_started` for every cell as it is submitted,
-`finished(record)` here as each one ends, in the order they end; once `stopping()` is true no new cell starts
-and the ones in flight finish (a first Ctrl-C), while an exception here (a second one) cancels them unrecorded.
-A cell's own failure is already a failed record (`execute_cell` catches it); what this module adds is the
-failure of the machinery around it: a worker that dies (killed, out of memory, its node lost) gets its cell
-run again up to `retries` times, then the cell is recorded as failed with Ray's reason. Each cell seeds
-itself, so where it runs does not change its result.
+`finished(record)` here as each one ends, in the order they end; once `stopping()` is true no new
+cell starts and the ones in flight finish (a first Ctrl-C), while an exception here (a second one)
+cancels them unrecorded. A cell's own failure is already a failed record (`execute_cell` catches
+it); what this module adds is the failure of the machinery around it: a worker that dies (killed,
+out of memory, its node lost) gets its cell run again up to `retries` times, then the cell is
+recorded as failed with Ray's reason. Each cell seeds itself, so where it runs does not change its
+result.
 
-Workers import attnbench and resolve suites and mechanisms by name through the registry, so every node needs
-attnbench and the plug-ins installed; on a local instance the workers share this interpreter's environment.
+Workers import attnbench and resolve suites and mechanisms by name through the registry, so every
+node needs attnbench and the plug-ins installed; on a local instance the workers share this
+interpreter's environment.
 """
+
 from __future__ import annotations
 
 import logging
@@ -32,32 +35,46 @@ if TYPE_CHECKING:
     from attnbench.run.reporting import Reporter
 
 POLL_SECONDS = 0.25  # how often a waiting run looks at `stopping()`
-PROBE_SECONDS = 5.0  # ray.init waits on an address where nothing answers for minutes; a TCP probe does not
+PROBE_SECONDS = (
+    5.0  # ray.init waits on an address where nothing answers for minutes; a TCP probe does not
+)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def run_with_ray(cells: list[CellSpec], device: str, reporter: Reporter, finished: Callable[[CellRecord], None],
-                 address: str | None = None, retries: int = 1, stopping: Callable[[], bool] = lambda: False,
-                 admit: Callable[[CellSpec], bool] = lambda cell: True) -> None:
+def run_with_ray(
+    cells: list[CellSpec],
+    device: str,
+    reporter: Reporter,
+    finished: Callable[[CellRecord], None],
+    address: str | None = None,
+    retries: int = 1,
+    stopping: Callable[[], bool] = lambda: False,
+    admit: Callable[[CellSpec], bool] = lambda cell: True,
+) -> None:
     """Run `cells` as Ray tasks, calling `finished(record)` in this process as each one ends.
 
-    An address (`host:port`, `auto`, `ray://...`; without one, `RAY_ADDRESS` if set, as in a Ray job) joins
-    that cluster and leaves it running. Without either, this process's own Ray connection is used if it has
-    one, or else a local instance is started with one slot per CPU core, listening on the loopback address
-    only, and shut down afterwards, even when this process is killed (`attnbench.run.ray_local`).
+    An address (`host:port`, `auto`, `ray://...`; without one, `RAY_ADDRESS` if set, as in a Ray
+    job) joins that cluster and leaves it running. Without either, this process's own Ray connection
+    is used if it has one, or else a local instance is started with one slot per CPU core, listening
+    on the loopback address only, and shut down afterwards, even when this process is killed
+    (`attnbench.run.ray_local`).
 
-    On cuda each cell reserves one GPU, which Ray picks (the worker sees it as `cuda`); on the CPU each
-    reserves one core and runs one torch thread, as the local worker pool does. `retries` is how many
-    times a cell whose worker died is run again; `stopping`, polled while waiting, stops the run.
+    On cuda each cell reserves one GPU, which Ray picks (the worker sees it as `cuda`); on the CPU
+    each reserves one core and runs one torch thread, as the local worker pool does. `retries` is
+    how many times a cell whose worker died is run again; `stopping`, polled while waiting, stops
+    the run.
     """
     ray = import_ray()
     address = address or os.environ.get("RAY_ADDRESS") or None
     on_gpu = device.startswith("cuda")
     with _connected(ray, address, on_gpu):
-        # Every cell is submitted at once (the scheduler, and an autoscaler, see the whole demand); the gate
-        # is how a stopping run keeps the queued ones from starting while the running ones finish.
+        # Every cell is submitted at once (the scheduler, and an autoscaler, see the whole demand);
+        # the gate is how a stopping run keeps the queued ones from starting while the running ones
+        # finish.
         gate = ray.remote(num_cpus=0)(_Gate).remote()
-        task = ray.remote(_run_cell).options(max_retries=0, **({"num_gpus": 1} if on_gpu else {"num_cpus": 1}))
+        task = ray.remote(_run_cell).options(
+            max_retries=0, **({"num_gpus": 1} if on_gpu else {"num_cpus": 1})
+        )
         worker_device = "cuda" if on_gpu else device
 
         def submit(attempt: _Attempt) -> None:
@@ -79,7 +96,9 @@ def run_with_ray(cells: list[CellSpec], device: str, reporter: Reporter, finishe
                     attempt = pending.pop(ref)
                     try:
                         record = ray.get(ref)
-                    except ray.exceptions.RayError as exc:  # the worker, not the cell, failed: try it elsewhere
+                    except (
+                        ray.exceptions.RayError
+                    ) as exc:  # the worker, not the cell, failed: try it elsewhere
                         attempt.errors.append(exc)
                         if len(attempt.errors) <= retries and not closed:
                             submit(attempt)
@@ -94,7 +113,8 @@ def run_with_ray(cells: list[CellSpec], device: str, reporter: Reporter, finishe
 
 
 class _Gate:
-    """A Ray actor that every task asks before it starts its cell: open until the run is stopping."""
+    """A Ray actor that every task asks before it starts its cell: open until the run is
+    stopping."""
 
     def __init__(self) -> None:
         self.open = True
@@ -107,8 +127,8 @@ class _Gate:
 
 
 def _run_cell(cell: CellSpec, device: str, gate: Any) -> CellRecord | None:
-    """A Ray task: one cell on one reserved core or GPU (one torch thread, as in the local worker pool), or
-    None for a cell that the stopping run never started."""
+    """A Ray task: one cell on one reserved core or GPU (one torch thread, as in the local worker
+    pool), or None for a cell that the stopping run never started."""
     import ray
     import torch
 
@@ -129,12 +149,22 @@ class _Attempt:
 
     def lost(self, oom: bool) -> CellRecord:
         """The failed record of a cell whose every attempt was lost to a dead worker or node."""
-        headline = f"Ray lost this cell's worker {len(self.errors)} times; last: {_headline(self.errors[-1])}"
-        details = "\n\n".join(f"attempt {n}: {type(e).__name__}: {_ANSI.sub('', str(e)).strip()}"
-                              for n, e in enumerate(self.errors, 1))
-        return CellRecord(self.cell, status="oom" if oom else "failed", error=f"{headline}\n\n{details}",
-                          wall_seconds=time.perf_counter() - self.started, started_at=self.started_at,
-                          finished_at=utcnow())
+        headline = (
+            f"Ray lost this cell's worker {len(self.errors)} times; last:"
+            f" {_headline(self.errors[-1])}"
+        )
+        details = "\n\n".join(
+            f"attempt {n}: {type(e).__name__}: {_ANSI.sub('', str(e)).strip()}"
+            for n, e in enumerate(self.errors, 1)
+        )
+        return CellRecord(
+            self.cell,
+            status="oom" if oom else "failed",
+            error=f"{headline}\n\n{details}",
+            wall_seconds=time.perf_counter() - self.started,
+            started_at=self.started_at,
+            finished_at=utcnow(),
+        )
 
 
 def _headline(exc: BaseException) -> str:
@@ -153,7 +183,8 @@ def import_ray():
 
 @contextmanager
 def _connected(ray, address: str | None, on_gpu: bool) -> Iterator[None]:
-    """Ray connected for the run: the caller's own connection, a cluster joined, or a local instance started."""
+    """Ray connected for the run: the caller's own connection, a cluster joined, or a local
+    instance started."""
     if address is None and ray.is_initialized():
         yield  # the caller's session: theirs to shut down
         return
@@ -161,17 +192,23 @@ def _connected(ray, address: str | None, on_gpu: bool) -> Iterator[None]:
     reaper = None
     if address is None:
         with loopback_only(ray):  # reachable from this machine only
-            ray.init(address="local", num_cpus=os.cpu_count(), **options)  # even where `ray start` runs one
+            ray.init(
+                address="local", num_cpus=os.cpu_count(), **options
+            )  # even where `ray start` runs one
         reaper = start_reaper(instance_pids(ray))
     else:
         _probe(address)
         try:
             ray.init(address=address, **options)
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise ConfigError(f"cannot connect to the Ray cluster at {address!r}: {_headline(exc)}") from None
+            raise ConfigError(
+                f"cannot connect to the Ray cluster at {address!r}: {_headline(exc)}"
+            ) from None
     try:
         if address is None and on_gpu and not ray.cluster_resources().get("GPU"):
-            raise ConfigError("the local Ray instance found no GPU, so cuda cells could never be scheduled")
+            raise ConfigError(
+                "the local Ray instance found no GPU, so cuda cells could never be scheduled"
+            )
         yield
     finally:
         ray.shutdown()  # stops the instance started here; from a cluster it only disconnects
@@ -180,11 +217,14 @@ def _connected(ray, address: str | None, on_gpu: bool) -> Iterator[None]:
 
 
 def _probe(address: str) -> None:
-    """Refuse in seconds an address where nothing listens (ray.init would wait there for minutes)."""
+    """Refuse in seconds an address where nothing listens (ray.init would wait there for
+    minutes)."""
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
         return  # `auto`, `local` and the like: ray.init resolves and checks them itself, quickly
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_SECONDS).close()
     except OSError as exc:
-        raise ConfigError(f"cannot reach the Ray cluster at {address!r}: {exc.strerror or exc}") from None
+        raise ConfigError(
+            f"cannot reach the Ray cluster at {address!r}: {exc.strerror or exc}"
+        ) from None

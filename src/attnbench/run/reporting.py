@@ -1,5 +1,7 @@
-"""What a run tells whoever watches it: a cell started, a step of it, a cell finished. The terminal's progress
-bars (`attnbench.views.console.RichReporter`) implement it; tests and libraries run silent."""
+"""What a run tells whoever watches it: a cell started, a step of it, a cell finished. The
+terminal's progress bars (`attnbench.views.console.RichReporter`) implement it; tests and libraries
+run silent."""
+
 from __future__ import annotations
 
 from typing import Protocol

@@ -1,17 +1,20 @@
 """Running a plan: each cell in turn, each written to the store the moment it ends.
 
-A failing cell (anything a plug-in raises, `SystemExit` included; a non-finite loss, out of memory, a crashed
-or hung worker process) is recorded with its reason and the run goes on; the summary tells the CLI whether
-anything failed. A run killed at any moment loses only the cells in flight: they were never written, so
-`--resume` redoes them. The run itself stays `running` in the store until a later run sees that
-its process is gone and marks it `crashed`.
+A failing cell (anything a plug-in raises, `SystemExit` included; a non-finite loss, out of memory,
+a crashed or hung worker process) is recorded with its reason and the run goes on; the summary tells
+the CLI whether anything failed. A run killed at any moment loses only the cells in flight: they
+were never written, so `--resume` redoes them. The run itself stays `running` in the store until a
+later run sees that its process is gone and marks it `crashed`.
 
-Before a cell starts, the run claims it in the store (one transaction): with `--resume` a cell another run
-has finished or holds is left to it, so any number of concurrent runs of one plan do each cell once.
+Before a cell starts, the run claims it in the store (one transaction): with `--resume` a cell
+another run has finished or holds is left to it, so any number of concurrent runs of one plan do
+each cell once.
 
-Ctrl-C stops the run after the cells in flight (marked `interrupted`); a second Ctrl-C aborts them. SIGTERM
-(a scheduler, `kill`) aborts the cells in flight at once and marks the run `interrupted` the same way.
+Ctrl-C stops the run after the cells in flight (marked `interrupted`); a second Ctrl-C aborts them.
+SIGTERM (a scheduler, `kill`) aborts the cells in flight at once and marks the run `interrupted` the
+same way.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -19,7 +22,14 @@ from dataclasses import dataclass, field
 from attnbench.cell import CellRecord, CellSpec
 from attnbench.run import provenance
 from attnbench.run.execute import execute_cell
-from attnbench.run.isolation import CellJob, CellLimits, WorkerPool, check_limits, process_alive, this_process
+from attnbench.run.isolation import (
+    CellJob,
+    CellLimits,
+    WorkerPool,
+    check_limits,
+    process_alive,
+    this_process,
+)
 from attnbench.run.planning import Plan
 from attnbench.run.ray_executor import run_with_ray
 from attnbench.run.reporting import Reporter, SilentReporter
@@ -35,7 +45,9 @@ class RunSummary:
     taken: int = 0  # cells another run had finished or was running when this one came to them
     interrupted: bool = False  # stopped by Ctrl-C or SIGTERM with cells left to run
     terminated: bool = False  # stopped by SIGTERM
-    crashed_runs: list[int] = field(default_factory=list)  # earlier runs found dead and marked `crashed`
+    crashed_runs: list[int] = field(
+        default_factory=list
+    )  # earlier runs found dead and marked `crashed`
 
     def count(self, status: str) -> int:
         return sum(r.status == status for r in self.records)
@@ -46,7 +58,8 @@ class RunSummary:
 
 
 def mark_crashed_runs(store: Store) -> list[int]:
-    """Runs still marked `running` whose process is gone (killed, machine rebooted) become `crashed`.
+    """Runs still marked `running` whose process is gone (killed, machine rebooted) become
+    `crashed`.
 
     Only runs started on this machine can be judged; one from another host stays as it is.
     """
@@ -57,9 +70,18 @@ def mark_crashed_runs(store: Store) -> list[int]:
     return crashed
 
 
-def run_plan(plan: Plan, store: Store, resume: bool = False, reporter: Reporter | None = None,
-             argv: list[str] | None = None, jobs: int = 1, isolate: bool = False,
-             limits: CellLimits = CellLimits(), executor: str = "local", address: str | None = None) -> RunSummary:
+def run_plan(
+    plan: Plan,
+    store: Store,
+    resume: bool = False,
+    reporter: Reporter | None = None,
+    argv: list[str] | None = None,
+    jobs: int = 1,
+    isolate: bool = False,
+    limits: CellLimits = CellLimits(),
+    executor: str = "local",
+    address: str | None = None,
+) -> RunSummary:
     """Run the plan's cells (skipping done ones on resume), writing each as it finishes.
 
     With `jobs > 1` cells run in that many reused worker processes, each with its share of the
@@ -73,10 +95,17 @@ def run_plan(plan: Plan, store: Store, resume: bool = False, reporter: Reporter 
     crashed = mark_crashed_runs(store)
     done = store.done_keys() if resume else set()
     todo = [cell for cell in plan.cells if cell.resume_key not in done]
-    described = {**plan.describe(), "resume_skipped": len(plan.cells) - len(todo), "jobs": jobs,
-                 "isolate": isolate, "cell_timeout": limits.timeout, "memory_limit": limits.memory,
-                 "executor": executor, "ray_address": address,
-                 "process": this_process()}
+    described = {
+        **plan.describe(),
+        "resume_skipped": len(plan.cells) - len(todo),
+        "jobs": jobs,
+        "isolate": isolate,
+        "cell_timeout": limits.timeout,
+        "memory_limit": limits.memory,
+        "executor": executor,
+        "ray_address": address,
+        "process": this_process(),
+    }
     run_id = store.start_run(provenance.collect(plan.device, argv), plan.profile, described)
     summary = RunSummary(run_id, resumed=len(plan.cells) - len(todo), crashed_runs=crashed)
     measurements: dict[tuple, int] = {}
@@ -104,13 +133,25 @@ def run_plan(plan: Plan, store: Store, resume: bool = False, reporter: Reporter 
     try:
         with StopRequest() as stop:
             if executor == "ray":
-                run_with_ray(todo, plan.device, reporter, finished, address=address, stopping=lambda: stop.requested,
-                             admit=admit)
+                run_with_ray(
+                    todo,
+                    plan.device,
+                    reporter,
+                    finished,
+                    address=address,
+                    stopping=lambda: stop.requested,
+                    admit=admit,
+                )
             elif isolate or (jobs > 1 and len(todo) > 1):
                 workers = max(1, min(jobs, len(todo)))
                 WorkerPool(plan.device, workers, fresh=isolate, limits=limits).run(
-                    [CellJob(cell) for cell in todo], started, finished, lambda: stop.requested,
-                    reporter.step if workers == 1 else None, admit=admit)
+                    [CellJob(cell) for cell in todo],
+                    started,
+                    finished,
+                    lambda: stop.requested,
+                    reporter.step if workers == 1 else None,
+                    admit=admit,
+                )
             else:
                 for index, cell in enumerate(todo):
                     if stop.requested:
@@ -130,7 +171,11 @@ def run_plan(plan: Plan, store: Store, resume: bool = False, reporter: Reporter 
 
 
 def _ended_without_trace(store: Store, run_id: int) -> bool:
-    """Whether run `run_id`, holding a claim, died on this machine without ending: then it is marked `crashed`
-    (its claims given back) and True."""
+    """Whether run `run_id`, holding a claim, died on this machine without ending: then it is marked
+    `crashed` (its claims given back) and True."""
     plan = store.run_plan(run_id)
-    return plan is not None and process_alive(plan.get("process") or {}) is False and store.mark_crashed(run_id)
+    return (
+        plan is not None
+        and process_alive(plan.get("process") or {}) is False
+        and store.mark_crashed(run_id)
+    )

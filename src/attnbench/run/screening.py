@@ -1,6 +1,7 @@
-"""Screening a plan: each (mechanism, hyper-parameters) checked once before any cell runs, here or, under
-`--isolate` and the cell limits, in a fresh worker process of its own (a plug-in that segfaults, hangs or
-exhausts memory in its check is refused, not fatal)."""
+"""Screening a plan: each (mechanism, hyper-parameters) checked once before any cell runs, here or,
+under `--isolate` and the cell limits, in a fresh worker process of its own (a plug-in that
+segfaults, hangs or exhausts memory in its check is refused, not fatal)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -19,10 +20,14 @@ class NonconformingError(AttnbenchError):
 
 @dataclass(frozen=True)
 class CheckJob:
-    """One mechanism's conformance check as a worker-process job (`attnbench.run.isolation`): under `--isolate` and
-    the cell limits a plug-in that segfaults, hangs or exhausts memory in its check is refused, not fatal."""
+    """One mechanism's conformance check as a worker-process job (`attnbench.run.isolation`): under
+    `--isolate` and the cell limits a plug-in that segfaults, hangs or exhausts memory in its check
+    is refused, not fatal.
+    """
 
-    subject: tuple[str, tuple[tuple[str, Any], ...]]  # (mechanism name, its hyper-parameters as items)
+    subject: tuple[
+        str, tuple[tuple[str, Any], ...]
+    ]  # (mechanism name, its hyper-parameters as items)
 
     def run(self, device: str, on_step: Callable[[int, int | None], None]) -> ConformanceReport:
         from attnbench.registry import MECHANISMS
@@ -37,9 +42,17 @@ class CheckJob:
     def failed(self, exc: BaseException, prefix: str) -> ConformanceReport:
         return self._refused("conformance", prefix + headline(exc))
 
-    def lost(self, status: str, error: str, wall_seconds: float, started_at: Any) -> ConformanceReport:
-        return self._refused("isolation", f"the check's {error.splitlines()[0]}" if status == "failed"
-                             else f"the check {error.splitlines()[0]}")
+    def lost(
+        self, status: str, error: str, wall_seconds: float, started_at: Any
+    ) -> ConformanceReport:
+        return self._refused(
+            "isolation",
+            (
+                f"the check's {error.splitlines()[0]}"
+                if status == "failed"
+                else f"the check {error.splitlines()[0]}"
+            ),
+        )
 
     def plugins(self) -> tuple[str | None, str | None]:
         return None, self.subject[0]
@@ -51,8 +64,14 @@ class CheckJob:
         return report
 
 
-def screen_plan(plan: Any, requested: set[str], allow_nonconforming: bool = False, isolated: bool = False,
-                limits: Any = None, jobs: int = 1) -> Any:
+def screen_plan(
+    plan: Any,
+    requested: set[str],
+    allow_nonconforming: bool = False,
+    isolated: bool = False,
+    limits: Any = None,
+    jobs: int = 1,
+) -> Any:
     """Check each (mechanism, hyper-parameters) of a plan once and mark its cells.
 
     A failure refuses the run when the mechanism was asked for by name, drops its cells with a
@@ -60,15 +79,22 @@ def screen_plan(plan: Any, requested: set[str], allow_nonconforming: bool = Fals
     the failure recorded on every cell. `isolated` runs each check in a fresh process under the
     cells' `limits` (`attnbench.run.isolation.CellLimits`), as `--isolate` runs the cells.
     """
-    keys = list(dict.fromkeys((cell.mechanism, canonical_json(dict(cell.hparams))) for cell in plan.cells))
-    hparams = {(cell.mechanism, canonical_json(dict(cell.hparams))): dict(cell.hparams) for cell in plan.cells}
+    keys = list(
+        dict.fromkeys((cell.mechanism, canonical_json(dict(cell.hparams))) for cell in plan.cells)
+    )
+    hparams = {
+        (cell.mechanism, canonical_json(dict(cell.hparams))): dict(cell.hparams)
+        for cell in plan.cells
+    }
     verdicts = _check_all(keys, hparams, isolated, limits, jobs)
     kept = []
     for key in keys:
         report = verdicts[key]
         if not report.passed and not allow_nonconforming:
-            message = (f"mechanism {key[0]!r} fails conformance: {report.reason()} "
-                       f"(see `attnbench check {key[0]}`; --allow-nonconforming runs it anyway)")
+            message = (
+                f"mechanism {key[0]!r} fails conformance: {report.reason()} "
+                f"(see `attnbench check {key[0]}`; --allow-nonconforming runs it anyway)"
+            )
             if key[0] in requested:
                 raise NonconformingError(message)
             plan.notes.append("skipped " + message)
@@ -81,14 +107,20 @@ def screen_plan(plan: Any, requested: set[str], allow_nonconforming: bool = Fals
     plan.cells = kept
     plan.mechanisms = sorted({c.mechanism for c in kept})
     if not kept:
-        raise NonconformingError("no mechanism in this run passes conformance: " + "; ".join(plan.notes))
+        raise NonconformingError(
+            "no mechanism in this run passes conformance: " + "; ".join(plan.notes)
+        )
     return plan
 
 
-def _check_all(keys: list[tuple[str, str]], hparams: dict, isolated: bool, limits: Any,
-               jobs: int) -> dict[tuple[str, str], ConformanceReport]:
-    """A report per key: here, one after another, or each in a fresh worker process under the limits."""
-    job_list = [CheckJob((name, tuple(sorted(hparams[(name, text)].items())))) for name, text in keys]
+def _check_all(
+    keys: list[tuple[str, str]], hparams: dict, isolated: bool, limits: Any, jobs: int
+) -> dict[tuple[str, str], ConformanceReport]:
+    """A report per key: here, one after another, or each in a fresh worker process under the
+    limits."""
+    job_list = [
+        CheckJob((name, tuple(sorted(hparams[(name, text)].items())))) for name, text in keys
+    ]
     if not isolated:
         return {key: job.run("cpu", lambda step, planned: None) for key, job in zip(keys, job_list)}
     reports: dict[tuple[str, str], ConformanceReport] = {}
@@ -96,6 +128,7 @@ def _check_all(keys: list[tuple[str, str]], hparams: dict, isolated: bool, limit
     def finished(report: ConformanceReport) -> None:
         reports[(report.mechanism, canonical_json(report.hparams))] = report
 
-    WorkerPool("cpu", max(1, min(jobs, len(job_list))), fresh=True, limits=limits or CellLimits()).run(
-        job_list, lambda subject, index: None, finished, lambda: False)
+    WorkerPool(
+        "cpu", max(1, min(jobs, len(job_list))), fresh=True, limits=limits or CellLimits()
+    ).run(job_list, lambda subject, index: None, finished, lambda: False)
     return reports

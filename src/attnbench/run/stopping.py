@@ -1,5 +1,6 @@
-"""Ctrl-C and SIGTERM during a run: the first Ctrl-C stops it after the cells in flight, a second aborts them;
-SIGTERM (a scheduler, `kill`) aborts them at once."""
+"""Ctrl-C and SIGTERM during a run: the first Ctrl-C stops it after the cells in flight, a second
+aborts them; SIGTERM (a scheduler, `kill`) aborts them at once."""
+
 from __future__ import annotations
 
 import signal
@@ -9,12 +10,13 @@ from typing import Any
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM during a run: abort the cells in flight now (a scheduler sends SIGKILL soon after)."""
+    """SIGTERM during a run: abort the cells in flight now (a scheduler sends SIGKILL soon
+    after)."""
 
 
 class StopRequest:
-    """Ctrl-C during a run: the first one stops it after the cells in flight, the second aborts them;
-    SIGTERM aborts them at once.
+    """Ctrl-C during a run: the first one stops it after the cells in flight, the second aborts
+    them; SIGTERM aborts them at once.
 
     Installed only in the main thread (the only one Python delivers signals to); elsewhere Ctrl-C
     keeps its usual meaning.
@@ -27,7 +29,10 @@ class StopRequest:
 
     def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():
-            for number, handler in ((signal.SIGINT, self._handle), (signal.SIGTERM, self._terminate)):
+            for number, handler in (
+                (signal.SIGINT, self._handle),
+                (signal.SIGTERM, self._terminate),
+            ):
                 self._previous[number] = signal.signal(number, handler)
             self._installed = True
         return self
@@ -42,8 +47,11 @@ class StopRequest:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        print("attnbench: stopping after the cells in flight; Ctrl-C again to abort them", file=sys.stderr,
-              flush=True)
+        print(
+            "attnbench: stopping after the cells in flight; Ctrl-C again to abort them",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def _terminate(self, signum: int, frame: Any) -> None:
         self.requested = True

@@ -1,20 +1,34 @@
-"""SQLAlchemy models of the results database: runs (provenance), cells (one unit of work), metrics, and the
-claims of cells in flight.
+"""SQLAlchemy models of the results database: runs (provenance), cells (one unit of work), metrics,
+and the claims of cells in flight.
 
-The schema carries a version in `attnbench_meta`; a database written by an older attnbench is migrated
-(`attnbench.store.migrations`), one written by a newer one is refused rather than misread.
+The schema carries a version in `attnbench_meta`; a database written by an older attnbench is
+migrated (`attnbench.store.migrations`), one written by a newer one is refused rather than misread.
 
-A result is one measurement of a cell: (config hash, budget kind, budget value, seed) and its `measurement`,
-1 for the first finished result and n for the n-th deliberate re-run. The database allows one finished result
-per measurement (a unique index over done cells), and a run claims a measurement (`claims`, unique over the same
-columns) in one transaction before it starts the work, so concurrent runs of one plan never do a cell twice.
+A result is one measurement of a cell: (config hash, budget kind, budget value, seed) and its
+`measurement`, 1 for the first finished result and n for the n-th deliberate re-run. The database
+allows one finished result per measurement (a unique index over done cells), and a run claims a
+measurement (`claims`, unique over the same columns) in one transaction before it starts the work,
+so concurrent runs of one plan never do a cell twice.
 """
+
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text,
-                        UniqueConstraint, text)
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 SCHEMA_VERSION = 2
@@ -55,8 +69,15 @@ class Run(Base):
 
 class Cell(Base):
     __tablename__ = "cells"
-    __table_args__ = (Index("uq_cells_done_result", *RESULT_KEY, unique=True, sqlite_where=DONE,
-                            postgresql_where=DONE),)
+    __table_args__ = (
+        Index(
+            "uq_cells_done_result",
+            *RESULT_KEY,
+            unique=True,
+            sqlite_where=DONE,
+            postgresql_where=DONE,
+        ),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), index=True)
     suite: Mapped[str] = mapped_column(String(64), index=True)

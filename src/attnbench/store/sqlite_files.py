@@ -1,8 +1,11 @@
-"""The SQLite file behind a `--db`: what it is before it is opened, and how a file one may only read is read.
+"""The SQLite file behind a `--db`: what it is before it is opened, and how a file one may only read
+is read.
 
-Everything here runs before a connection exists, so that a path that is a folder, a FIFO or a missing folder is
-one clear line and no database file is created as a side effect of a command that fails.
+Everything here runs before a connection exists, so that a path that is a folder, a FIFO or a
+missing folder is one clear line and no database file is created as a side effect of a command that
+fails.
 """
+
 from __future__ import annotations
 
 import os
@@ -15,15 +18,21 @@ from attnbench.errors import StoreError
 
 
 def sqlite_file(url: URL) -> Path | None:
-    """The file a SQLite URL names; None for an in-memory database, a `file:` URI, or another backend."""
+    """The file a SQLite URL names; None for an in-memory database, a `file:` URI, or another
+    backend."""
     database = url.database
-    if url.get_backend_name() != "sqlite" or database in (None, "", ":memory:") or database.startswith("file:"):
+    if (
+        url.get_backend_name() != "sqlite"
+        or database in (None, "", ":memory:")
+        or database.startswith("file:")
+    ):
         return None
     return Path(database).expanduser()
 
 
 def check_sqlite_file(path: Path, create: bool) -> None:
-    """Refuse a path that cannot be a SQLite database; make the folder of a new one when `create`."""
+    """Refuse a path that cannot be a SQLite database; make the folder of a new one when
+    `create`."""
     if path.exists():
         if path.is_dir():
             raise StoreError(f"database path {path} is a folder, not a SQLite file")
@@ -36,7 +45,9 @@ def check_sqlite_file(path: Path, create: bool) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise StoreError(f"cannot create the database folder {path.parent}: {exc.strerror}") from None
+        raise StoreError(
+            f"cannot create the database folder {path.parent}: {exc.strerror}"
+        ) from None
 
 
 def writable(path: Path) -> bool:
@@ -45,7 +56,7 @@ def writable(path: Path) -> bool:
 
 
 def read_only_url(url: URL, path: Path) -> URL:
-    """The file opened read-only (`mode=ro`); `immutable=1` too when SQLite could not even make the WAL index
-    beside it (a read-only folder), since then nobody can be writing it."""
+    """The file opened read-only (`mode=ro`); `immutable=1` too when SQLite could not even make the
+    WAL index beside it (a read-only folder), since then nobody can be writing it."""
     options = "mode=ro" + ("" if os.access(path.parent, os.W_OK) else "&immutable=1")
     return make_url(f"sqlite:///file:{quote(str(path.resolve()))}?{options}&uri=true")

@@ -1,1 +1,2 @@
-"""What suites share: the LM backbone, the budgeted training loop and samplers, pretrained models, prefill costs, official rows."""
+"""What suites share: the LM backbone, the budgeted training loop and samplers, pretrained
+models, prefill costs, official rows."""

@@ -1,4 +1,6 @@
-"""What a device is called in a cell's provenance: the GPU's name, or the CPU's model and thread count."""
+"""What a device is called in a cell's provenance: the GPU's name, or the CPU's model and thread
+count."""
+
 from __future__ import annotations
 
 import platform

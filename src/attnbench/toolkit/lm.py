@@ -1,4 +1,5 @@
-"""The small language model suites train from scratch: a pluggable sequence mixer in a fixed backbone.
+"""The small language model suites train from scratch: a pluggable sequence mixer in a fixed
+backbone.
 
 Token embeddings, position information, `n_layers` pre-norm blocks (an optional short causal
 convolution, the mechanism, an optional MLP), a final LayerNorm and an LM head tied to the token
@@ -12,6 +13,7 @@ Two position schemes, because the suites ask different things of them:
   easily, and nothing in the backbone is tied to a position, so a model trained at one length is
   defined at any other. The needle suite uses it to test extrapolation.
 """
+
 from __future__ import annotations
 
 import math
@@ -72,7 +74,9 @@ class Block(nn.Module):
         if config.mlp:
             hidden = config.mlp_ratio * config.d_model
             self.norm2 = nn.LayerNorm(config.d_model)
-            self.mlp = nn.Sequential(nn.Linear(config.d_model, hidden), nn.GELU(), nn.Linear(hidden, config.d_model))
+            self.mlp = nn.Sequential(
+                nn.Linear(config.d_model, hidden), nn.GELU(), nn.Linear(hidden, config.d_model)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.conv is not None:
@@ -88,10 +92,12 @@ class MixerLM(nn.Module):
         super().__init__()
         self.config = config
         self.token_embeddings = nn.Embedding(config.vocab_size, config.d_model)
-        self.position_embeddings = (nn.Embedding(config.seq_len, config.d_model)
-                                    if config.positions == "learned" else None)
+        self.position_embeddings = (
+            nn.Embedding(config.seq_len, config.d_model) if config.positions == "learned" else None
+        )
         self.blocks = nn.ModuleList(
-            Block(config, mechanism.build(config.d_model, causal=True, **hparams)) for _ in range(config.n_layers)
+            Block(config, mechanism.build(config.d_model, causal=True, **hparams))
+            for _ in range(config.n_layers)
         )
         self.norm = nn.LayerNorm(config.d_model)
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
@@ -114,7 +120,9 @@ class MixerLM(nn.Module):
         x = self.token_embeddings(tokens)
         if self.position_embeddings is not None:
             if tokens.shape[1] > self.config.seq_len:
-                raise ValueError(f"{tokens.shape[1]} tokens exceed the {self.config.seq_len} learned positions")
+                raise ValueError(
+                    f"{tokens.shape[1]} tokens exceed the {self.config.seq_len} learned positions"
+                )
             x = x + self.position_embeddings(torch.arange(tokens.shape[1], device=tokens.device))
         for block in self.blocks:
             x = block(x)
@@ -125,8 +133,13 @@ def lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)
 
 
-def forward_flops(config: LMConfig, mechanism: MechanismSpec, hparams: dict, batch: int,
-                  seq_len: int | None = None) -> dict[str, int]:
+def forward_flops(
+    config: LMConfig,
+    mechanism: MechanismSpec,
+    hparams: dict,
+    batch: int,
+    seq_len: int | None = None,
+) -> dict[str, int]:
     """Analytic forward FLOPs of the whole model at `seq_len` (default: the config's): mechanism per
     layer, short convolution, optional MLP, LM head. Embeddings, norms and residuals are uncounted,
     as FlopCounterMode does not count them."""
@@ -135,25 +148,49 @@ def forward_flops(config: LMConfig, mechanism: MechanismSpec, hparams: dict, bat
     for _ in range(config.n_layers):
         mixer = mixer + mechanism.flops(batch, length, width, causal=True, **hparams)
     conv = 2 * batch * length * width * config.short_conv * config.n_layers
-    mlp = 2 * (2 * batch * length * width * config.mlp_ratio * width) * config.n_layers if config.mlp else 0
+    mlp = (
+        2 * (2 * batch * length * width * config.mlp_ratio * width) * config.n_layers
+        if config.mlp
+        else 0
+    )
     head = 2 * batch * length * width * config.vocab_size
-    return {**{f"mixer_{k}": v for k, v in mixer.as_dict().items()}, "short_conv": conv, "mlp": mlp,
-            "lm_head": head, "total": mixer.total + conv + mlp + head}
+    return {
+        **{f"mixer_{k}": v for k, v in mixer.as_dict().items()},
+        "short_conv": conv,
+        "mlp": mlp,
+        "lm_head": head,
+        "total": mixer.total + conv + mlp + head,
+    }
 
 
-def training_step_flops(config: LMConfig, mechanism: MechanismSpec, hparams: dict, batch: int,
-                        seq_len: int | None = None) -> int:
-    """Forward plus backward: the backward pass costs twice the forward (input and weight gradients)."""
+def training_step_flops(
+    config: LMConfig,
+    mechanism: MechanismSpec,
+    hparams: dict,
+    batch: int,
+    seq_len: int | None = None,
+) -> int:
+    """Forward plus backward: the backward pass costs twice the forward (input and weight
+    gradients)."""
     return 3 * forward_flops(config, mechanism, hparams, batch, seq_len)["total"]
 
 
-def layer_costs(mechanism: MechanismSpec, hparams: dict, seq_len: int, width: int) -> dict[str, float]:
-    """One mechanism layer on one sequence: forward FLOPs by part, and decode memory in float32 bytes."""
+def layer_costs(
+    mechanism: MechanismSpec, hparams: dict, seq_len: int, width: int
+) -> dict[str, float]:
+    """One mechanism layer on one sequence: forward FLOPs by part, and decode memory in float32
+    bytes."""
     flops = mechanism.flops(1, seq_len, width, causal=True, **hparams)
-    costs = {"flops_attention": flops.attention, "flops_selection": flops.selection,
-             "flops_projections": flops.projections}
+    costs = {
+        "flops_attention": flops.attention,
+        "flops_selection": flops.selection,
+        "flops_projections": flops.projections,
+    }
     if mechanism.cache is not None:
         cache = mechanism.cache(seq_len, width, bytes_per_element=4, **hparams)
-        costs.update(kv_cache_bytes=cache.kv_stored, kv_read_bytes_per_token=cache.kv_read_per_token,
-                     state_bytes=cache.state)
+        costs.update(
+            kv_cache_bytes=cache.kv_stored,
+            kv_read_bytes_per_token=cache.kv_read_per_token,
+            state_bytes=cache.state,
+        )
     return costs

@@ -1,9 +1,12 @@
-"""Reading a benchmark's rows in their official format, offline: what every text suite's loader shares.
+"""Reading a benchmark's rows in their official format, offline: what every text suite's loader
+shares.
 
 Each suite states its schema (field -> (check, what it must be)) and its own error type; this module
 checks rows against it with one clear line naming the file and row, reads .jsonl files, fingerprints
-them, and opens the Hugging Face datasets cache with the Hub switched off, so nothing is ever downloaded.
+them, and opens the Hugging Face datasets cache with the Hub switched off, so nothing is ever
+downloaded.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -29,8 +32,11 @@ class Loaded:
     fingerprint: str  # sha256 of the file (16 hex digits), or the datasets cache fingerprint
 
 
-def check_fields(row: Any, where: str, schema: Schema, benchmark: str, error: type[Exception]) -> dict[str, Any]:
-    """The row if it has exactly the schema's fields with the schema's types; else one `error` line."""
+def check_fields(
+    row: Any, where: str, schema: Schema, benchmark: str, error: type[Exception]
+) -> dict[str, Any]:
+    """The row if it has exactly the schema's fields with the schema's types; else one `error`
+    line."""
     if not isinstance(row, dict):
         raise error(f"{where}: a row must be a JSON object, got {type(row).__name__}")
     missing = [name for name in schema if name not in row]
@@ -38,16 +44,21 @@ def check_fields(row: Any, where: str, schema: Schema, benchmark: str, error: ty
         raise error(f"{where}: missing field {', '.join(repr(m) for m in missing)}")
     extra = sorted(set(row) - set(schema))
     if extra:
-        raise error(f"{where}: unexpected field {', '.join(repr(e) for e in extra)} "
-                    f"({benchmark} rows have {', '.join(schema)})")
+        raise error(
+            f"{where}: unexpected field {', '.join(repr(e) for e in extra)} "
+            f"({benchmark} rows have {', '.join(schema)})"
+        )
     for name, (ok, expected) in schema.items():
         if not ok(row[name]):
             raise error(f"{where}: field {name!r} must be {expected}, got {row[name]!r:.60}")
     return row
 
 
-def read_jsonl(path: Path, check: Callable[[Any, str], dict[str, Any]], error: type[Exception]) -> list[dict[str, Any]]:
-    """Every row of a .jsonl file, each passed through `check(row, where)`; blank lines are allowed."""
+def read_jsonl(
+    path: Path, check: Callable[[Any, str], dict[str, Any]], error: type[Exception]
+) -> list[dict[str, Any]]:
+    """Every row of a .jsonl file, each passed through `check(row, where)`; blank lines are
+    allowed."""
     rows = []
     try:
         with path.open(encoding="utf-8") as handle:
@@ -75,8 +86,8 @@ def file_digest(path: Path) -> str:
 
 @contextmanager
 def offline_datasets(missing: str) -> Iterator[Any]:
-    """The `datasets` module with the Hub switched off and its per-config chatter silenced, restored after;
-    `DataUnavailable(missing)` when it is not installed."""
+    """The `datasets` module with the Hub switched off and its per-config chatter silenced, restored
+    after; `DataUnavailable(missing)` when it is not installed."""
     try:
         import datasets
     except ImportError:

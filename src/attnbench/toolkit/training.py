@@ -4,6 +4,7 @@ It stops when the budget is spent (checked before each step, so at most one step
 times only training steps with the device synchronised when the budget is in seconds, and
 fails loudly on a non-finite loss instead of training on garbage.
 """
+
 from __future__ import annotations
 
 import math
@@ -37,15 +38,20 @@ PARTS = ("attention", "selection", "projections")
 
 
 def placed_mechanism_costs(forward_flops: dict[str, float]) -> dict[str, float]:
-    """Cost columns from a model's forward FLOPs on one example (`mechanism_<part>` keys): the mechanism's
-    FLOPs summed over every place it sits in the network."""
+    """Cost columns from a model's forward FLOPs on one example (`mechanism_<part>` keys): the
+    mechanism's FLOPs summed over every place it sits in the network."""
     return {f"flops_{part}": forward_flops[f"mechanism_{part}"] for part in PARTS}
 
 
-def trained_outcome(result: TrainResult, model: torch.nn.Module, metrics: dict[str, float],
-                    costs: dict[str, float], details: dict[str, object]) -> CellOutcome:
-    """The outcome of a cell trained under its budget: the suite's metrics and details, with what the meter
-    counted, the model's size, the final and the last twenty training losses."""
+def trained_outcome(
+    result: TrainResult,
+    model: torch.nn.Module,
+    metrics: dict[str, float],
+    costs: dict[str, float],
+    details: dict[str, object],
+) -> CellOutcome:
+    """The outcome of a cell trained under its budget: the suite's metrics and details, with what
+    the meter counted, the model's size, the final and the last twenty training losses."""
     return CellOutcome(
         metrics={**metrics, "final_train_loss": result.final_loss},
         costs=costs,
@@ -58,13 +64,16 @@ def trained_outcome(result: TrainResult, model: torch.nn.Module, metrics: dict[s
 
 
 def adamw(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW with the fused update (one kernel for all parameters): on a small CPU model the per-parameter
-    update loop is a tenth of the step."""
+    """AdamW with the fused update (one kernel for all parameters): on a small CPU model the
+    per-parameter update loop is a tenth of the step."""
     return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, fused=True)
 
 
-def warmup_cosine(step: int, planned: int | None, warmup_fraction: float = 0.1, max_warmup: int = 100) -> float:
-    """LR multiplier: linear warm-up, then cosine decay to zero over the planned steps (flat if unknown)."""
+def warmup_cosine(
+    step: int, planned: int | None, warmup_fraction: float = 0.1, max_warmup: int = 100
+) -> float:
+    """LR multiplier: linear warm-up, then cosine decay to zero over the planned steps (flat if
+    unknown)."""
     warmup = min(max_warmup, max(1, int(warmup_fraction * (planned or 10 * max_warmup))))
     if step < warmup:
         return (step + 1) / warmup
@@ -90,7 +99,8 @@ def train_under_budget(
     on_step: Callable[[int, int | None], None] = lambda step, total: None,
     lr_multiplier: Callable[[int, int | None], float] = warmup_cosine,
 ) -> TrainResult:
-    """Train until `budget` is spent; `next_batch(step)` gives `(inputs, targets)` on the model's device."""
+    """Train until `budget` is spent; `next_batch(step)` gives `(inputs, targets)` on the model's
+    device."""
     meter = BudgetMeter(budget, flops_per_step, tokens_per_step)
     planned = meter.planned_steps()
     base_lrs = [group["lr"] for group in optimizer.param_groups]

@@ -1,6 +1,8 @@
-"""Pieces the vision suites share (EuroSAT's CNN, SECOND's siamese encoder): the residual block with its
-DropBlock and the mechanism after its second convolution, the output size of a strided convolution, the
-dihedral augmentation, and what the mechanisms of a model report about themselves."""
+"""Pieces the vision suites share (EuroSAT's CNN, SECOND's siamese encoder): the residual block with
+its DropBlock and the mechanism after its second convolution, the output size of a strided
+convolution, the dihedral augmentation, and what the mechanisms of a model report about
+themselves."""
+
 from __future__ import annotations
 
 import torch
@@ -14,7 +16,8 @@ def conv_out(size: int, stride: int) -> int:
 
 
 class DropBlock2d(nn.Module):
-    """DropBlock (Ghiasi et al., 2018) as the authors' code writes it: drop square blocks of a feature map."""
+    """DropBlock (Ghiasi et al., 2018) as the authors' code writes it: drop square blocks of a
+    feature map."""
 
     def __init__(self, drop_prob: float, block_size: int = 7) -> None:
         super().__init__()
@@ -23,14 +26,16 @@ class DropBlock2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.drop_prob == 0:
             return x
-        gamma = self.drop_prob / self.block_size ** 2
+        gamma = self.drop_prob / self.block_size**2
         seeds = (torch.rand_like(x[:, :1]) < gamma).to(x.dtype)
         keep = 1 - F.max_pool2d(seeds, self.block_size, stride=1, padding=self.block_size // 2)
         return x * keep * (keep.numel() / (keep.sum() + 1e-7))
 
 
 class ResidualBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int, mechanism: nn.Module, drop: float, block_size: int) -> None:
+    def __init__(
+        self, cin: int, cout: int, stride: int, mechanism: nn.Module, drop: float, block_size: int
+    ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(cout)
@@ -40,7 +45,9 @@ class ResidualBlock(nn.Module):
         self.mechanism = mechanism
         self.shortcut = nn.Sequential()
         if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.dropblock(F.relu(self.bn1(self.conv1(x))))
@@ -49,7 +56,8 @@ class ResidualBlock(nn.Module):
 
 
 class DihedralAugment:
-    """A random horizontal flip and a random right-angle rotation per image: the square's eight symmetries."""
+    """A random horizontal flip and a random right-angle rotation per image: the square's eight
+    symmetries."""
 
     def __init__(self, seed: int) -> None:
         self.generator = torch.Generator().manual_seed(seed)
@@ -66,7 +74,8 @@ class DihedralAugment:
 
 
 def reported_values(model: nn.Module) -> dict[str, float]:
-    """What the mechanisms report about themselves (e.g. bmta's alpha), per placement and averaged."""
+    """What the mechanisms report about themselves (e.g. bmta's alpha), per placement and
+    averaged."""
     values: dict[str, float] = {}
     collected: dict[str, list[float]] = {}
     for placement, module in model.mechanisms():

@@ -1,4 +1,5 @@
 """What `attnbench list` shows: plug-ins read from package metadata, imported only on request."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -16,8 +17,14 @@ def list_plugins(what: str, load: bool = False) -> list[dict[str, Any]]:
     rows = []
     for name, claims in sorted(registry.entries().items()):
         entry = claims[0]
-        row: dict[str, Any] = {"name": name, "target": entry.target, "distribution": entry.distribution,
-                               "version": entry.version, "status": "ok" if load else "found", "error": None}
+        row: dict[str, Any] = {
+            "name": name,
+            "target": entry.target,
+            "distribution": entry.distribution,
+            "version": entry.version,
+            "status": "ok" if load else "found",
+            "error": None,
+        }
         if len(claims) > 1:
             row["status"] = "error"
             row["error"] = "registered more than once: " + ", ".join(c.target for c in claims)

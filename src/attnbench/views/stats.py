@@ -1,4 +1,5 @@
 """Summary statistics over seeds."""
+
 from __future__ import annotations
 
 import math
@@ -25,5 +26,7 @@ def mean_interval(values: Sequence[float], confidence: float = 0.95) -> Interval
     mean = float(data.mean())
     if data.size == 1:
         return Interval(mean, math.nan, math.nan, 1)
-    half = float(stats.t.ppf(0.5 + confidence / 2, data.size - 1) * data.std(ddof=1) / math.sqrt(data.size))
+    half = float(
+        stats.t.ppf(0.5 + confidence / 2, data.size - 1) * data.std(ddof=1) / math.sqrt(data.size)
+    )
     return Interval(mean, mean - half, mean + half, int(data.size))

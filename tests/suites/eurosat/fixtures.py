@@ -1,4 +1,5 @@
-"""Tiny EuroSAT copies in both official layouts, written by code (no binary files in the repository).
+"""Tiny EuroSAT copies in both official layouts, written by code (no binary files in the
+repository).
 
 Every one of the 10 class folders holds three 64x64 images, `<Class>_10`, `<Class>_2`, `<Class>_1`,
 created in that order, with the class folders created in reverse order: neither creation order nor
@@ -7,6 +8,7 @@ orders by anything else is caught. The pixels of an image depend only on its cla
 the same file has the same content in both layouts (the 13-band copy holds it in B04, B03, B02).
 The split lists put `_10` in train, `_2` in val and `_1` in test, listed in shuffled order.
 """
+
 from __future__ import annotations
 
 import random
@@ -34,7 +36,9 @@ def write_rgb(root: Path) -> Path:
     for label, name in reversed(list(enumerate(CLASSES))):
         (folder / name).mkdir(parents=True)
         for index in INDICES:
-            Image.fromarray(pixels(label, index)).save(folder / name / f"{name}_{index}.jpg", quality=95)
+            Image.fromarray(pixels(label, index)).save(
+                folder / name / f"{name}_{index}.jpg", quality=95
+            )
     return folder
 
 
@@ -46,14 +50,18 @@ def write_tif(root: Path, bands: int = len(BAND_NAMES), planar: str = "contig") 
         (folder / name).mkdir(parents=True)
         for index in INDICES:
             image = bands_of(label, index, bands)
-            tifffile.imwrite(folder / name / f"{name}_{index}.tif",
-                             image if planar == "contig" else image.transpose(2, 0, 1), planarconfig=planar,
-                             photometric="minisblack")
+            tifffile.imwrite(
+                folder / name / f"{name}_{index}.tif",
+                image if planar == "contig" else image.transpose(2, 0, 1),
+                planarconfig=planar,
+                photometric="minisblack",
+            )
     return folder
 
 
 def bands_of(label: int, index: int, bands: int = len(BAND_NAMES)) -> np.ndarray:
-    """(64, 64, bands) uint16, as GDAL writes EuroSAT's GeoTIFFs (pixel-interleaved); RGB in B04, B03, B02."""
+    """(64, 64, bands) uint16, as GDAL writes EuroSAT's GeoTIFFs (pixel-interleaved); RGB in B04,
+    B03, B02."""
     image = np.zeros((64, 64, bands), dtype=np.uint16)
     rgb = pixels(label, index).astype(np.uint16) * 10
     for channel, band in enumerate(("B04", "B03", "B02")):
@@ -64,7 +72,12 @@ def bands_of(label: int, index: int, bands: int = len(BAND_NAMES)) -> np.ndarray
 
 def write_split_lists(root: Path) -> None:
     for split in ("train", "val", "test"):
-        names = [f"{name}_{index}.jpg" for name in CLASSES for index in INDICES if SPLIT_OF[index] == split]
+        names = [
+            f"{name}_{index}.jpg"
+            for name in CLASSES
+            for index in INDICES
+            if SPLIT_OF[index] == split
+        ]
         random.Random(split).shuffle(names)
         (root / f"eurosat-{split}.txt").write_text("\n".join(names) + "\n")
 

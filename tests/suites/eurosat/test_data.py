@@ -1,4 +1,6 @@
-"""EuroSAT loaders on fixtures in both official layouts, split lists, clear errors, and `attnbench data`."""
+"""EuroSAT loaders on fixtures in both official layouts, split lists, clear errors, and
+`attnbench data`."""
+
 from __future__ import annotations
 
 import hashlib
@@ -35,8 +37,11 @@ def root(pristine, tmp_path) -> Path:
 
 def expected_order() -> list[tuple[str, int]]:
     """ImageFolder's: classes sorted, then file names sorted as strings (_1, _10, _2)."""
-    return [(f"{name}_{index}", label) for label, name in enumerate(sorted(data.CLASSES))
-            for index in sorted(fx.INDICES, key=str)]
+    return [
+        (f"{name}_{index}", label)
+        for label, name in enumerate(sorted(data.CLASSES))
+        for index in sorted(fx.INDICES, key=str)
+    ]
 
 
 @pytest.mark.parametrize("bands", ["rgb", "all"])
@@ -53,7 +58,9 @@ def test_both_layouts_give_the_same_labels_and_pixels_for_the_same_files(pristin
     assert np.array_equal(rgb.labels, tif.labels)
     red, green, blue = (data.BAND_NAMES.index(b) for b in ("B04", "B03", "B02"))
     from_tif = tif.images[:, [red, green, blue]].mean(axis=(2, 3)) / 10
-    assert np.abs(from_tif - rgb.images.mean(axis=(2, 3))).max() < 2  # JPEG is lossy: compare mean colours
+    assert (
+        np.abs(from_tif - rgb.images.mean(axis=(2, 3))).max() < 2
+    )  # JPEG is lossy: compare mean colours
 
 
 def test_planar_geotiffs_read_the_same_as_pixel_interleaved(tmp_path):
@@ -68,7 +75,8 @@ def test_official_split_lists_are_honoured(pristine, bands):
     splits = data.official_split(data.layout(pristine, bands), loaded.names)
     for split, index in splits.items():
         assert sorted(Path(loaded.names[i]).stem for i in index) == sorted(
-            f"{name}_{i}" for name in data.CLASSES for i in fx.INDICES if fx.SPLIT_OF[i] == split)
+            f"{name}_{i}" for name in data.CLASSES for i in fx.INDICES if fx.SPLIT_OF[i] == split
+        )
         assert sorted(loaded.labels[index].tolist()) == list(range(10))
 
 
@@ -78,13 +86,18 @@ def test_random_split_is_torch_random_split_and_records_nothing_hidden():
     sizes = data.split_sizes(27_000, (0.7, 0.15, 0.15))
     assert sizes == (18_900, 4_050, 4_050)
     ours = data.random_split(103, (0.7, 0.15, 0.15), seed=42)
-    theirs = torch.utils.data.random_split(range(103), list(data.split_sizes(103, (0.7, 0.15, 0.15))),
-                                           generator=torch.Generator().manual_seed(42))
+    theirs = torch.utils.data.random_split(
+        range(103),
+        list(data.split_sizes(103, (0.7, 0.15, 0.15))),
+        generator=torch.Generator().manual_seed(42),
+    )
     assert [ours[s].tolist() for s in data.SPLITS] == [list(part.indices) for part in theirs]
     assert sorted(np.concatenate(list(ours.values())).tolist()) == list(range(103))
 
 
-@pytest.mark.parametrize("ratios", [(0.7, 0.3), (0.5, 0.5, 0.5), (0.0, 0.5, 0.5), (1.0, 0.0, 0.0), "0.7"])
+@pytest.mark.parametrize(
+    "ratios", [(0.7, 0.3), (0.5, 0.5, 0.5), (0.0, 0.5, 0.5), (1.0, 0.0, 0.0), "0.7"]
+)
 def test_bad_split_ratios_are_refused(ratios):
     with pytest.raises(ConfigError, match="split_ratios"):
         data.check_ratios(ratios)
@@ -106,7 +119,9 @@ def damage_band_count(root: Path) -> Path:
     import tifffile
 
     path = root.joinpath(*data.TIF_DIR, "Highway", "Highway_10.tif")
-    tifffile.imwrite(path, fx.bands_of(3, 10, bands=12), photometric="minisblack", planarconfig="contig")
+    tifffile.imwrite(
+        path, fx.bands_of(3, 10, bands=12), photometric="minisblack", planarconfig="contig"
+    )
     return path
 
 
@@ -116,20 +131,26 @@ def damage_split_list(root: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("damage,bands,message", [
-    (damage_corrupt_jpeg, "rgb", "cannot read"),
-    (damage_missing_class, "rgb", "class folder missing"),
-    (damage_band_count, "all", "has 12 bands; EuroSAT's GeoTIFFs have 13"),
-    (damage_split_list, "rgb", "split list missing"),
-])
-def test_damage_is_one_line_naming_the_file_in_the_library_and_exit_2_at_the_cli(root, capsys, damage, bands,
-                                                                                  message):
+@pytest.mark.parametrize(
+    "damage,bands,message",
+    [
+        (damage_corrupt_jpeg, "rgb", "cannot read"),
+        (damage_missing_class, "rgb", "class folder missing"),
+        (damage_band_count, "all", "has 12 bands; EuroSAT's GeoTIFFs have 13"),
+        (damage_split_list, "rgb", "split list missing"),
+    ],
+)
+def test_damage_is_one_line_naming_the_file_in_the_library_and_exit_2_at_the_cli(
+    root, capsys, damage, bands, message
+):
     path = damage(root)
     with pytest.raises(ConfigError, match=message) as caught:
         loaded = data.load_images(str(root), bands)
         data.official_split(data.layout(root, bands), loaded.names)
     assert str(path) in str(caught.value) and "\n" not in str(caught.value)
-    if damage is not damage_split_list:  # a missing list is reported by `data`, refused by runs that need it
+    if (
+        damage is not damage_split_list
+    ):  # a missing list is reported by `data`, refused by runs that need it
         assert main(["data", "eurosat", "--root", str(root), "--bands", bands]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("attnbench: error:") and str(path) in err and "\n" not in err
@@ -187,18 +208,29 @@ def test_a_failed_download_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys)
     assert "no network here" in capsys.readouterr().err
 
 
-def test_download_checks_md5_and_unpacks_into_the_torchvision_layout(pristine, tmp_path, monkeypatch):
+def test_download_checks_md5_and_unpacks_into_the_torchvision_layout(
+    pristine, tmp_path, monkeypatch
+):
     bundle = io.BytesIO()
     with zipfile.ZipFile(bundle, "w") as archive:
         for path in (pristine / "eurosat").rglob("*.jpg"):
             archive.write(path, path.relative_to(pristine / "eurosat"))
-    served = {"archive": bundle.getvalue(), **{s: (pristine / f"eurosat-{s}.txt").read_bytes() for s in data.SPLITS}}
+    served = {
+        "archive": bundle.getvalue(),
+        **{s: (pristine / f"eurosat-{s}.txt").read_bytes() for s in data.SPLITS},
+    }
     md5 = {key: hashlib.md5(value).hexdigest() for key, value in served.items()}
-    monkeypatch.setitem(data.ARCHIVES, "rgb", data.Download("https://x/EuroSAT.zip", md5["archive"],
-                                                            "eurosat/EuroSAT.zip", "eurosat"))
+    monkeypatch.setitem(
+        data.ARCHIVES,
+        "rgb",
+        data.Download("https://x/EuroSAT.zip", md5["archive"], "eurosat/EuroSAT.zip", "eurosat"),
+    )
     for split in data.SPLITS:
-        monkeypatch.setitem(data.SPLIT_LISTS, split, data.Download(f"https://x/{split}", md5[split],
-                                                                   f"eurosat-{split}.txt"))
+        monkeypatch.setitem(
+            data.SPLIT_LISTS,
+            split,
+            data.Download(f"https://x/{split}", md5[split], f"eurosat-{split}.txt"),
+        )
 
     def fake(url, timeout):
         return io.BytesIO(served["archive" if url.endswith(".zip") else url.rsplit("/", 1)[1]])

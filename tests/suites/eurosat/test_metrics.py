@@ -1,4 +1,5 @@
 """EuroSAT's metrics against a from-scratch oracle and scikit-learn, on random label vectors."""
+
 from __future__ import annotations
 
 import math
@@ -17,10 +18,13 @@ CLASSES = tuple(f"C{i}" for i in range(6))
 
 @st.composite
 def label_vectors(draw):
-    """(labels, predictions): predictions drawn from a subset of classes, so some classes are never predicted."""
+    """(labels, predictions): predictions drawn from a subset of classes, so some classes are
+    never predicted."""
     size = draw(st.integers(1, 60))
     labels = draw(st.lists(st.integers(0, len(CLASSES) - 1), min_size=size, max_size=size))
-    predicted = draw(st.lists(st.integers(0, len(CLASSES) - 1), min_size=1, max_size=3, unique=True))
+    predicted = draw(
+        st.lists(st.integers(0, len(CLASSES) - 1), min_size=1, max_size=3, unique=True)
+    )
     predictions = draw(st.lists(st.sampled_from(predicted), min_size=size, max_size=size))
     return np.array(labels), np.array(predictions)
 
@@ -32,17 +36,21 @@ def oracle(labels: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
         matrix[t, p] += 1
     n = matrix.sum()
     observed = np.trace(matrix) / n
-    expected = (matrix.sum(1) * matrix.sum(0)).sum() / n ** 2
+    expected = (matrix.sum(1) * matrix.sum(0)).sum() / n**2
     present = matrix.sum(1) > 0
     per_class = np.diag(matrix)[present] / matrix.sum(1)[present]
     result = {"accuracy": observed, "macro_accuracy": per_class.mean()}
     if expected != 1:
         result["kappa"] = (observed - expected) / (1 - expected)
-    result.update({f"accuracy/{CLASSES[i]}": matrix[i, i] / matrix[i].sum() for i in range(k) if present[i]})
+    result.update(
+        {f"accuracy/{CLASSES[i]}": matrix[i, i] / matrix[i].sum() for i in range(k) if present[i]}
+    )
     return result
 
 
-@pytest.mark.filterwarnings("ignore::UserWarning")  # scikit-learn's notes on classes missing from a vector
+@pytest.mark.filterwarnings(
+    "ignore::UserWarning"
+)  # scikit-learn's notes on classes missing from a vector
 @settings(max_examples=100, deadline=None)
 @given(label_vectors())
 def test_metrics_equal_the_oracle_and_scikit_learn(vectors):
@@ -55,7 +63,9 @@ def test_metrics_equal_the_oracle_and_scikit_learn(vectors):
     for name, value in expected.items():
         assert math.isclose(got[name], value, rel_tol=1e-9, abs_tol=1e-12), name
     assert got["accuracy"] == accuracy_score(labels, predictions)
-    assert math.isclose(got["macro_accuracy"], balanced_accuracy_score(labels, predictions), abs_tol=1e-12)
+    assert math.isclose(
+        got["macro_accuracy"], balanced_accuracy_score(labels, predictions), abs_tol=1e-12
+    )
     assert 0 <= got["accuracy"] <= 1 and 0 <= got["macro_accuracy"] <= 1
 
 

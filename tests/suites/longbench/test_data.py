@@ -1,4 +1,6 @@
-"""LongBench's loader: the official files and the Hugging Face datasets cache, and one-line errors for bad rows."""
+"""LongBench's loader: the official files and the Hugging Face datasets cache, and one-line
+errors for bad rows."""
+
 from __future__ import annotations
 
 import json
@@ -8,8 +10,15 @@ import pytest
 
 from attnbench.errors import ConfigError
 from attnbench.suites.longbench import data
-from attnbench.suites.longbench.data import (DATASETS, E_DATASETS, DataUnavailable, LongBenchDataError, load,
-                                             load_hf_cache, read_jsonl)
+from attnbench.suites.longbench.data import (
+    DATASETS,
+    E_DATASETS,
+    DataUnavailable,
+    LongBenchDataError,
+    load,
+    load_hf_cache,
+    read_jsonl,
+)
 from tests.suites.longbench.fixtures import E_LENGTHS, rows, write_data
 
 
@@ -42,17 +51,20 @@ def _line(**changes):
     return json.dumps({k: v for k, v in row.items() if v != "<drop>"}, ensure_ascii=False)
 
 
-@pytest.mark.parametrize("line,message", [
-    (_line(answers="Perpetua"), "field 'answers' must be a list of strings"),
-    (_line(length=True), "field 'length' must be an integer"),
-    (_line(length="12"), "field 'length' must be an integer"),
-    (_line(all_classes="Animal"), "field 'all_classes' must be null or a list of strings"),
-    (_line(_id=7), "field '_id' must be a string"),
-    (_line(context="<drop>"), "missing field 'context'"),
-    (_line(extra=1), "unexpected field 'extra'"),
-    ("[1, 2]", "a row must be a JSON object"),
-    ('{"input": ', "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "line,message",
+    [
+        (_line(answers="Perpetua"), "field 'answers' must be a list of strings"),
+        (_line(length=True), "field 'length' must be an integer"),
+        (_line(length="12"), "field 'length' must be an integer"),
+        (_line(all_classes="Animal"), "field 'all_classes' must be null or a list of strings"),
+        (_line(_id=7), "field '_id' must be a string"),
+        (_line(context="<drop>"), "missing field 'context'"),
+        (_line(extra=1), "unexpected field 'extra'"),
+        ("[1, 2]", "a row must be a JSON object"),
+        ('{"input": ', "not valid JSON"),
+    ],
+)
 def test_a_malformed_row_is_one_line_naming_file_and_line(tmp_path, line, message):
     path = tmp_path / "hotpotqa.jsonl"
     path.write_text(_line() + "\n\n" + line + "\n", encoding="utf-8")
@@ -86,10 +98,16 @@ def test_the_hugging_face_datasets_cache_is_read_offline(tmp_path):
     source = tmp_path / "src" / "hotpotqa.jsonl"
     source.parent.mkdir()
     source.write_text("".join(json.dumps(r) + "\n" for r in rows("hotpotqa", 2)))
-    # lay the rows out as load_dataset("THUDM/LongBench", "hotpotqa") caches them: THUDM___long_bench/hotpotqa/...
+    # lay the rows out as load_dataset("THUDM/LongBench", "hotpotqa") caches them:
+    # THUDM___long_bench/hotpotqa/...
     cache = tmp_path / "cache"
-    builder = Json(cache_dir=str(cache), dataset_name="long_bench", config_name="hotpotqa",
-                   data_files={"test": str(source)}, hash="0123abcd")
+    builder = Json(
+        cache_dir=str(cache),
+        dataset_name="long_bench",
+        config_name="hotpotqa",
+        data_files={"test": str(source)},
+        hash="0123abcd",
+    )
     builder.download_and_prepare()
     (cache / "long_bench").rename(cache / "THUDM___long_bench")
     (config,) = (cache / "THUDM___long_bench").iterdir()

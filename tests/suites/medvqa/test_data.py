@@ -1,4 +1,5 @@
 """Med-VQA loaders on fixtures in each official layout, and their handling of unusable rows."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,20 +10,39 @@ from attnbench.suites.medvqa.loaders import load
 from attnbench.suites.medvqa.records import decode_image
 from attnbench.suites.medvqa.synthetic import generate
 from attnbench.suites.medvqa.text import AnswerClasses, Vocabulary, words
-from tests.suites.medvqa.fixtures import (picture, write_mevf, write_slake, write_vqa_med, write_vqa_rad_parquet)
+from tests.suites.medvqa.fixtures import (
+    picture,
+    write_mevf,
+    write_slake,
+    write_vqa_med,
+    write_vqa_rad_parquet,
+)
 
 pytest.importorskip("PIL")
 
-WRITERS = {"vqa-rad": write_vqa_rad_parquet, "vqa-rad-mevf": write_mevf, "slake": write_slake,
-           "vqa-med-2019": write_vqa_med}
+WRITERS = {
+    "vqa-rad": write_vqa_rad_parquet,
+    "vqa-rad-mevf": write_mevf,
+    "slake": write_slake,
+    "vqa-med-2019": write_vqa_med,
+}
 
 
 def test_hugging_face_vqa_rad_derives_closed_from_yes_no_answers(tmp_path):
     data = load("vqa-rad", write_vqa_rad_parquet(tmp_path))
     assert data.sizes() == {"train": 6, "val": 0, "test": 4}
-    assert [e.answer_type for e in data.splits["train"]] == ["CLOSED", "CLOSED", "CLOSED", "OPEN", "OPEN", "CLOSED"]
+    assert [e.answer_type for e in data.splits["train"]] == [
+        "CLOSED",
+        "CLOSED",
+        "CLOSED",
+        "OPEN",
+        "OPEN",
+        "CLOSED",
+    ]
     choice = data.splits["test"][2]
-    assert choice.question == "is the mass left or right?" and choice.answer_type == "OPEN"  # derived, not official
+    assert (
+        choice.question == "is the mass left or right?" and choice.answer_type == "OPEN"
+    )  # derived, not official
     pixels = decode_image(data.read_image(data.splits["train"][1].image), 8, "x")
     assert np.array_equal(pixels, picture(1).transpose(2, 0, 1))
 
@@ -30,7 +50,11 @@ def test_hugging_face_vqa_rad_derives_closed_from_yes_no_answers(tmp_path):
 def test_mevf_keeps_its_stated_answer_types(tmp_path):
     data = load("vqa-rad-mevf", write_mevf(tmp_path))
     test = data.splits["test"]
-    assert [(e.answer, e.answer_type) for e in test] == [("left", "CLOSED"), ("brain", "OPEN"), ("no", "CLOSED")]
+    assert [(e.answer, e.answer_type) for e in test] == [
+        ("left", "CLOSED"),
+        ("brain", "OPEN"),
+        ("no", "CLOSED"),
+    ]
     assert data.read_image(test[0].image) == tmp_path / "images" / "synpic4.jpg"
 
 
@@ -39,7 +63,10 @@ def test_slake_reads_one_language_or_both(tmp_path):
     english = load("slake", tmp_path)
     assert english.sizes() == {"train": 3, "val": 1, "test": 3}
     assert english.splits["test"][2].category == "Position"
-    assert english.read_image(english.splits["test"][0].image) == tmp_path / "imgs" / "xmlab4" / "source.jpg"
+    assert (
+        english.read_image(english.splits["test"][0].image)
+        == tmp_path / "imgs" / "xmlab4" / "source.jpg"
+    )
     assert [e.answer for e in load("slake", tmp_path, "zh").splits["test"]] == ["肺"]
     assert load("slake", tmp_path, "all").sizes() == {"train": 4, "val": 1, "test": 4}
     with pytest.raises(ConfigError, match="language 'fr'"):
@@ -55,12 +82,17 @@ def test_vqa_med_keeps_reference_alternatives_and_categories(tmp_path):
     assert {e.category for e in test} == {"modality", "plane", "organ", "abnormality"}
 
 
-CASES = [("vqa-rad", "missing image", "row 1 has no image"), ("vqa-rad", "empty answer", "row 2 has an empty answer"),
-         ("vqa-rad-mevf", "missing image", "question test1 names image 'synpic999.jpg'"),
-         ("vqa-rad-mevf", "unknown answer type", "answer_type 'MAYBE'"),
-         ("slake", "missing image", "xmlab77/source.jpg"), ("slake", "unknown answer type", "answer_type 'YESNO'"),
-         ("slake", "empty answer", "question 8 has an empty answer"),
-         ("vqa-med-2019", "missing image", "synpic16333.jpg"), ("vqa-med-2019", "empty answer", "line 4")]
+CASES = [
+    ("vqa-rad", "missing image", "row 1 has no image"),
+    ("vqa-rad", "empty answer", "row 2 has an empty answer"),
+    ("vqa-rad-mevf", "missing image", "question test1 names image 'synpic999.jpg'"),
+    ("vqa-rad-mevf", "unknown answer type", "answer_type 'MAYBE'"),
+    ("slake", "missing image", "xmlab77/source.jpg"),
+    ("slake", "unknown answer type", "answer_type 'YESNO'"),
+    ("slake", "empty answer", "question 8 has an empty answer"),
+    ("vqa-med-2019", "missing image", "synpic16333.jpg"),
+    ("vqa-med-2019", "empty answer", "line 4"),
+]
 
 
 @pytest.mark.parametrize("data,fault,message", CASES)
@@ -73,7 +105,9 @@ def test_an_unusable_row_is_one_clear_error_or_skipped_and_counted(tmp_path, dat
     assert "lenient=True" in str(raised.value) and "\n" not in str(raised.value)
     lenient = load(data, broken, lenient=True)
     assert dict(lenient.skipped) == {fault: 1}
-    assert sum(lenient.sizes().values()) == sum(load(data, WRITERS[data](clean)).sizes().values()) - 1
+    assert (
+        sum(lenient.sizes().values()) == sum(load(data, WRITERS[data](clean)).sizes().values()) - 1
+    )
 
 
 def test_a_missing_folder_says_how_to_get_the_data(tmp_path):
@@ -93,13 +127,28 @@ def test_synthetic_data_is_deterministic_and_answers_need_the_image():
 
 
 def test_question_words_and_answer_classes_come_from_training():
-    assert words("Is there a lesion in the Upper-Left?") == ["is", "there", "a", "lesion", "in", "the", "upper", "left"]
+    assert words("Is there a lesion in the Upper-Left?") == [
+        "is",
+        "there",
+        "a",
+        "lesion",
+        "in",
+        "the",
+        "upper",
+        "left",
+    ]
     assert words("这是CT图像吗") == ["这", "是", "ct", "图", "像", "吗"]
     vocabulary = Vocabulary.build(["is this ct", "what organ"])
     ids, mask = vocabulary.encode(["what is this mri", ""], 3)
     assert vocabulary.words == ("ct", "is", "organ", "this", "what")
-    assert ids.tolist() == [[6, 3, 5], [1, 0, 0]]  # truncated to 3; an empty question is one unknown word
+    assert ids.tolist() == [
+        [6, 3, 5],
+        [1, 0, 0],
+    ]  # truncated to 3; an empty question is one unknown word
     assert mask.tolist() == [[True, True, True], [True, False, False]]
     assert vocabulary.encode(["is this mri"], 4)[0].tolist() == [[3, 5, 1, 0]]
     classes = AnswerClasses.build(["Yes", "yes.", "Brain"])
-    assert classes.answers == ("brain", "yes") and classes.encode(["YES", "liver"]).tolist() == [1, -1]
+    assert classes.answers == ("brain", "yes") and classes.encode(["YES", "liver"]).tolist() == [
+        1,
+        -1,
+    ]

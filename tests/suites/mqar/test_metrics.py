@@ -1,4 +1,5 @@
 """MQAR accuracy: per example, then averaged (Zoology's compute_metrics), not pooled over tokens."""
+
 from __future__ import annotations
 
 import math
@@ -14,8 +15,11 @@ from attnbench.suites.mqar.metrics import accuracy, per_example_accuracy
 I = -100
 
 
-def zoology_compute_metrics(preds: torch.Tensor, targets: torch.Tensor, ignore_index: int = I) -> list[float]:
-    """zoology/train.py::compute_metrics, transcribed: one accuracy per example (NaN if it has no label)."""
+def zoology_compute_metrics(
+    preds: torch.Tensor, targets: torch.Tensor, ignore_index: int = I
+) -> list[float]:
+    """zoology/train.py::compute_metrics, transcribed: one accuracy per example (NaN if it has no
+    label)."""
     return [(p == t)[t != ignore_index].to(float).mean().item() for p, t in zip(preds, targets)]
 
 
@@ -61,7 +65,10 @@ def test_examples_without_labels_are_excluded():
 def test_no_labelled_position_at_all_raises_instead_of_nan():
     with pytest.raises(ValueError, match="no example has a labelled position"):
         accuracy(torch.zeros(2, 3, dtype=torch.long), torch.full((2, 3), I))
-    assert per_example_accuracy(torch.zeros(2, 3, dtype=torch.long), torch.full((2, 3), I)).numel() == 0
+    assert (
+        per_example_accuracy(torch.zeros(2, 3, dtype=torch.long), torch.full((2, 3), I)).numel()
+        == 0
+    )
 
 
 def test_mismatched_shapes_raise():

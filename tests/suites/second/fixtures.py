@@ -7,6 +7,7 @@ Labels come both ways: index maps in `label1/ label2/` (8-bit greyscale PNGs) an
 block of changed pixels is painted an off-palette colour in `label1_rgb`, which the loader must read
 as 0 while the index map keeps the true class there.
 """
+
 from __future__ import annotations
 
 import random
@@ -20,7 +21,11 @@ SIZE = 16
 TRAIN = ("00003.png", "00013.png", "00015.png", "00016.png")
 VAL = ("00011.png", "00021.png")
 NO_CHANGE = "00021.png"
-OFF_PALETTE = ("00013.png", (12, 34, 56), (slice(4, 6), slice(4, 6)))  # name, colour, where (changed pixels)
+OFF_PALETTE = (
+    "00013.png",
+    (12, 34, 56),
+    (slice(4, 6), slice(4, 6)),
+)  # name, colour, where (changed pixels)
 
 
 def pair(name: str, size: int = SIZE) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -31,8 +36,12 @@ def pair(name: str, size: int = SIZE) -> tuple[np.ndarray, np.ndarray, np.ndarra
     if name != NO_CHANGE:
         after[2:9, 3:11] = (before[2:9, 3:11] % 6) + 1  # every pixel of the block changes class
     changed = before != after
-    images = [np.clip(cover[..., None] * 30 + rng.integers(0, 40, (size, size, 3)), 0, 255).astype(np.uint8)
-              for cover in (before, after)]
+    images = [
+        np.clip(cover[..., None] * 30 + rng.integers(0, 40, (size, size, 3)), 0, 255).astype(
+            np.uint8
+        )
+        for cover in (before, after)
+    ]
     labels = [np.where(changed, cover, 0).astype(np.uint8) for cover in (before, after)]
     return images[0], images[1], labels[0], labels[1]
 

@@ -1,4 +1,6 @@
-"""The SECOND loader: both layouts, both label encodings, the colour table, and one clear line per bad folder."""
+"""The SECOND loader: both layouts, both label encodings, the colour table, and one clear line
+per bad folder."""
+
 from __future__ import annotations
 
 import shutil
@@ -18,9 +20,18 @@ from tests.suites.second import fixtures as fx  # noqa: E402
 
 
 def test_the_colour_table_is_the_official_one_and_unknown_colours_are_unchanged():
-    assert data.COLOURS[0] == (255, 255, 255) and data.COLOURS[5] == (128, 0, 0) and len(data.CLASSES) == 7
-    colours = np.array([[[255, 255, 255], [0, 0, 255], [128, 128, 128], [0, 128, 0]],
-                        [[0, 255, 0], [128, 0, 0], [255, 0, 0], [12, 34, 56]]], dtype=np.uint8)
+    assert (
+        data.COLOURS[0] == (255, 255, 255)
+        and data.COLOURS[5] == (128, 0, 0)
+        and len(data.CLASSES) == 7
+    )
+    colours = np.array(
+        [
+            [[255, 255, 255], [0, 0, 255], [128, 128, 128], [0, 128, 0]],
+            [[0, 255, 0], [128, 0, 0], [255, 0, 0], [12, 34, 56]],
+        ],
+        dtype=np.uint8,
+    )
     assert data.colour_to_index(colours).tolist() == [[0, 1, 2, 3], [4, 5, 6, 0]]
 
 
@@ -33,17 +44,27 @@ def test_colours_and_indices_round_trip(classes):
 def test_lists_layout_reads_scannet_lists_with_both_encodings(tmp_path):
     root = fx.write_lists(tmp_path)
     train = data.load_split(root, "lists", "train", "index")
-    assert train.names == fx.TRAIN and train.images.shape == (4, 2, 3, 16, 16) and train.labels.shape == (4, 2, 16, 16)
+    assert (
+        train.names == fx.TRAIN
+        and train.images.shape == (4, 2, 3, 16, 16)
+        and train.labels.shape == (4, 2, 16, 16)
+    )
     for i, name in enumerate(fx.TRAIN):
         im1, im2, label1, label2 = fx.pair(name)
         assert np.array_equal(train.images[i, 0], im1.transpose(2, 0, 1))
         assert np.array_equal(train.images[i, 1], im2.transpose(2, 0, 1))
-        assert np.array_equal(train.labels[i, 0], label1) and np.array_equal(train.labels[i, 1], label2)
+        assert np.array_equal(train.labels[i, 0], label1) and np.array_equal(
+            train.labels[i, 1], label2
+        )
     colour = data.load_split(root, "lists", "train", "rgb")
     name, _, where = fx.OFF_PALETTE
     k = fx.TRAIN.index(name)
-    assert train.labels[k, 0][where].min() > 0  # changed pixels, with their true class in the index map
-    assert (colour.labels[k, 0][where] == 0).all()  # an off-palette colour reads as 0, as Color2Index does
+    assert (
+        train.labels[k, 0][where].min() > 0
+    )  # changed pixels, with their true class in the index map
+    assert (
+        colour.labels[k, 0][where] == 0
+    ).all()  # an off-palette colour reads as 0, as Color2Index does
     expected = train.labels.copy()
     expected[k, 0][where] = 0
     assert np.array_equal(colour.labels, expected)
@@ -53,9 +74,14 @@ def test_folders_layout_gives_the_same_pairs_and_a_pair_without_change_loads(tmp
     lists = data.load_split(fx.write_lists(tmp_path / "a"), "lists", "val", "index")
     folders = data.load_split(fx.write_folders(tmp_path / "b"), "folders", "val", "index")
     assert folders.names == lists.names == fx.VAL
-    assert np.array_equal(folders.images, lists.images) and np.array_equal(folders.labels, lists.labels)
+    assert np.array_equal(folders.images, lists.images) and np.array_equal(
+        folders.labels, lists.labels
+    )
     assert not folders.labels[fx.VAL.index(fx.NO_CHANGE)].any()
-    assert data.detect_layout(tmp_path / "b") == "folders" and data.detect_layout(tmp_path / "a") == "lists"
+    assert (
+        data.detect_layout(tmp_path / "b") == "folders"
+        and data.detect_layout(tmp_path / "a") == "lists"
+    )
 
 
 def test_a_palette_index_map_reads_its_stored_indices(tmp_path):
@@ -88,7 +114,10 @@ def _break(root, how):
         return f"split list missing: {root / 'train_info.txt'}"
     if how == "mode":
         Image.fromarray(data.index_to_colour(fx.pair(name)[2])).save(root / "label1" / name)
-        return f"{root / 'label1' / name} has mode RGB, not a one-channel class-index map; colour maps .*labels=rgb"
+        return (
+            f"{root / 'label1' / name} has mode RGB, not a one-channel class-index map; colour maps"
+            " .*labels=rgb"
+        )
     raise AssertionError(how)
 
 
@@ -105,7 +134,9 @@ def test_an_index_map_with_a_class_beyond_six_is_named(tmp_path):
     root = fx.write_lists(tmp_path)
     path = root / "label1" / fx.TRAIN[0]
     Image.fromarray(np.full((16, 16), 9, np.uint8), mode="L").save(path)
-    with pytest.raises(SecondDataError, match=f"{path} holds class 9; SECOND's index maps hold 0-6"):
+    with pytest.raises(
+        SecondDataError, match=f"{path} holds class 9; SECOND's index maps hold 0-6"
+    ):
         data.load_split(root, "lists", "train", "index")
 
 

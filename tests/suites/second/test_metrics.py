@@ -1,4 +1,6 @@
-"""SECOND's scores: the golden vector from the official code, and scikit-learn's formulation as the oracle."""
+"""SECOND's scores: the golden vector from the official code, and scikit-learn's formulation as
+the oracle."""
+
 from __future__ import annotations
 
 import math
@@ -29,12 +31,16 @@ def test_the_golden_vector():
 
 
 def sklearn_scores(preds: list[np.ndarray], labels: list[np.ndarray]) -> dict[str, float]:
-    """The independent formulation of SUITES.md 5.2: kappa on the pixels not unchanged in both, IoU of the
-    binary change map; a ratio that is 0/0 counts as 0 (the official cal_kappa's convention)."""
+    """The independent formulation of SUITES.md 5.2: kappa on the pixels not unchanged in both, IoU
+    of the binary change map; a ratio that is 0/0 counts as 0 (the official cal_kappa's
+    convention)."""
     from scipy.stats import hmean
     from sklearn.metrics import accuracy_score, cohen_kappa_score, jaccard_score
 
-    pred, label = np.concatenate([p.ravel() for p in preds]), np.concatenate([t.ravel() for t in labels])
+    pred, label = (
+        np.concatenate([p.ravel() for p in preds]),
+        np.concatenate([t.ravel() for t in labels]),
+    )
     keep = ~((pred == 0) & (label == 0))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # kappa of a single-class sample is 0/0
@@ -48,17 +54,23 @@ def sklearn_scores(preds: list[np.ndarray], labels: list[np.ndarray]) -> dict[st
     fscd = float(hmean([precision, recall])) if precision and recall else 0.0
     miou = (iou_unchanged + iou_changed) / 2
     sek = kappa_n0 * math.exp(iou_changed - 1)
-    return {"OA": float(np.mean([accuracy_score(t.ravel(), p.ravel()) for p, t in zip(preds, labels)])),
-            "mIoU": miou, "SeK": sek, "Fscd": fscd, "Score": 0.3 * miou + 0.7 * sek}
+    return {
+        "OA": float(np.mean([accuracy_score(t.ravel(), p.ravel()) for p, t in zip(preds, labels)])),
+        "mIoU": miou,
+        "SeK": sek,
+        "Fscd": fscd,
+        "Score": 0.3 * miou + 0.7 * sek,
+    }
 
 
 @st.composite
 def map_sets(draw):
-    """1-3 pairs of equally sized maps; classes often 0, as in SECOND, and sometimes no change at all."""
+    """1-3 pairs of equally sized maps; classes often 0, as in SECOND, and sometimes no change at
+    all."""
     count = draw(st.integers(1, 3)) * 2
     height, width = draw(st.integers(1, 6)), draw(st.integers(1, 6))
     change = draw(st.sampled_from([0.0, 0.3, 0.7, 1.0]))
-    seed = draw(st.integers(0, 2 ** 32 - 1))
+    seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
 
     def maps():
@@ -92,9 +104,12 @@ def test_a_perfect_prediction_has_full_miou_fscd_and_sek_unless_kappa_is_degener
 
 
 def test_oa_averages_each_maps_accuracy_as_eval_scd_does():
-    # Eval_SCD.py: AverageMeter over maps of accuracy(pred, label), not trace(hist) / hist.sum(); the two agree
-    # only when every map has one size (SECOND's 512x512)
-    small_pred, small_label = np.zeros((2, 2), dtype=np.uint8), np.array([[0, 0], [0, 1]], dtype=np.uint8)
+    # Eval_SCD.py: AverageMeter over maps of accuracy(pred, label), not trace(hist) / hist.sum();
+    # the two agree only when every map has one size (SECOND's 512x512)
+    small_pred, small_label = (
+        np.zeros((2, 2), dtype=np.uint8),
+        np.array([[0, 0], [0, 1]], dtype=np.uint8),
+    )
     big = np.zeros((6, 6), dtype=np.uint8)
     scores = scd_scores([small_pred, big], [small_label, big])
     assert scores["OA"] == pytest.approx((3 / 4 + 1) / 2) and scores["OA"] != pytest.approx(39 / 40)
@@ -109,7 +124,11 @@ def test_no_change_anywhere_gives_defined_numbers_without_warnings():
         false_alarm = still.copy()
         false_alarm[0, 0, 0] = 3
         alarmed = scd_scores(false_alarm, still)
-    assert alarmed["Fscd"] == 0.0 and alarmed["SeK"] == 0.0 and all(math.isfinite(v) for v in alarmed.values())
+    assert (
+        alarmed["Fscd"] == 0.0
+        and alarmed["SeK"] == 0.0
+        and all(math.isfinite(v) for v in alarmed.values())
+    )
     assert alarmed["mIoU"] == pytest.approx((99 / 100) / 2)
 
 
@@ -121,12 +140,15 @@ def test_kappa_follows_the_official_conventions():
     assert kappa(np.diag([2, 3, 0, 0, 0, 0, 1])) == 1.0
 
 
-@pytest.mark.parametrize("preds,labels,message", [
-    ([np.zeros((2, 2), int)], [np.zeros((2, 3), int)], "differ in shape"),
-    ([np.full((2, 2), 7)], [np.zeros((2, 2), int)], "prediction holds classes outside 0..6"),
-    ([np.zeros((2, 2), int)], [np.full((2, 2), -1)], "label holds classes"),
-    ([], [], "no maps"),
-])
+@pytest.mark.parametrize(
+    "preds,labels,message",
+    [
+        ([np.zeros((2, 2), int)], [np.zeros((2, 3), int)], "differ in shape"),
+        ([np.full((2, 2), 7)], [np.zeros((2, 2), int)], "prediction holds classes outside 0..6"),
+        ([np.zeros((2, 2), int)], [np.full((2, 2), -1)], "label holds classes"),
+        ([], [], "no maps"),
+    ],
+)
 def test_bad_maps_are_refused(preds, labels, message):
     with pytest.raises(ValueError, match=message):
         scd_scores(preds, labels)

@@ -11,13 +11,15 @@
   (Kaiming normal, fan-out, for convolutions; N(0, 0.01) for the head); a mechanism's own weights
   are left as its spec builds them.
 * `ViT` (for `sequence` mechanisms, built with `causal=False`): a strided-convolution patch
-  embedding, learned position embeddings, the pre-norm blocks of `attnbench.toolkit.lm` (mechanism, MLP),
-  a final LayerNorm, mean pooling over tokens and a linear head.
+  embedding, learned position embeddings, the pre-norm blocks of `attnbench.toolkit.lm` (mechanism,
+  MLP), a final LayerNorm, mean pooling over tokens and a linear head.
 
 FLOPs follow FlopCounterMode: convolutions and matmuls count, a multiply-add is 2, and norms,
 activations, pooling, DropBlock and residual sums do not; the mechanism's share comes from its spec.
-A training step costs three forward passes (backward = twice forward, as `attnbench.toolkit.lm` counts).
+A training step costs three forward passes (backward = twice forward, as `attnbench.toolkit.lm`
+counts).
 """
+
 from __future__ import annotations
 
 import math
@@ -27,9 +29,9 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
+from attnbench.mechanism import FlopBreakdown, MechanismSpec
 from attnbench.toolkit.lm import Block, LMConfig
 from attnbench.toolkit.vision import ResidualBlock, conv_out
-from attnbench.mechanism import FlopBreakdown, MechanismSpec
 
 
 @dataclass(frozen=True)
@@ -46,10 +48,12 @@ class CNNConfig:
     dropout: float = 0.0
 
     def layout(self) -> Iterator[tuple[str, int, int, int, int, float]]:
-        """Every residual block: (placement name, in channels, out channels, stride, output size, drop)."""
+        """Every residual block: (placement name, in channels, out channels, stride, output size,
+        drop)."""
         channels, size = self.stem_width, self.image_size
         for stage, (width, count, stride, drop) in enumerate(
-                zip(self.widths, self.blocks, self.strides, self.dropblock), start=1):
+            zip(self.widths, self.blocks, self.strides, self.dropblock), start=1
+        ):
             for index in range(count):
                 step = stride if index == 0 else 1
                 size = conv_out(size, step)
@@ -59,14 +63,24 @@ class CNNConfig:
 
 
 class CNN(nn.Module):
-    def __init__(self, config: CNNConfig, mechanism: MechanismSpec, hparams: dict[str, Any]) -> None:
+    def __init__(
+        self, config: CNNConfig, mechanism: MechanismSpec, hparams: dict[str, Any]
+    ) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(config.in_channels, config.stem_width, 3, padding=1, bias=False),
-                                  nn.BatchNorm2d(config.stem_width), nn.ReLU())
+        self.stem = nn.Sequential(
+            nn.Conv2d(config.in_channels, config.stem_width, 3, padding=1, bias=False),
+            nn.BatchNorm2d(config.stem_width),
+            nn.ReLU(),
+        )
         self.placements = [name for name, *_ in config.layout()]
-        self.blocks = nn.Sequential(*(
-            ResidualBlock(cin, cout, stride, mechanism.build(cout, **hparams), drop, config.dropblock_size)
-            for _, cin, cout, stride, _, drop in config.layout()))
+        self.blocks = nn.Sequential(
+            *(
+                ResidualBlock(
+                    cin, cout, stride, mechanism.build(cout, **hparams), drop, config.dropblock_size
+                )
+                for _, cin, cout, stride, _, drop in config.layout()
+            )
+        )
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(config.widths[-1], config.num_classes)
         own = {id(m) for block in self.blocks for m in block.mechanism.modules()}
@@ -93,9 +107,11 @@ def _init_like_the_authors(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-def cnn_forward_flops(config: CNNConfig, mechanism: MechanismSpec | None, hparams: dict[str, Any],
-                      batch: int) -> dict[str, int]:
-    """Forward FLOPs by part; `mechanism=None` is the network with no mechanism, i.e. with `none`."""
+def cnn_forward_flops(
+    config: CNNConfig, mechanism: MechanismSpec | None, hparams: dict[str, Any], batch: int
+) -> dict[str, int]:
+    """Forward FLOPs by part; `mechanism=None` is the network with no mechanism, i.e. with
+    `none`."""
     size = config.image_size
     stem = 2 * batch * size * size * config.stem_width * config.in_channels * 9
     convs, mixer = 0, FlopBreakdown()
@@ -125,24 +141,37 @@ class ViTConfig:
 
     def block_config(self) -> LMConfig:
         # attnbench.toolkit.lm's blocks read only the width and the MLP settings of an LMConfig.
-        return LMConfig(self.num_classes, self.tokens, self.dim, self.depth, mlp=True, mlp_ratio=self.mlp_ratio)
+        return LMConfig(
+            self.num_classes, self.tokens, self.dim, self.depth, mlp=True, mlp_ratio=self.mlp_ratio
+        )
 
 
 class ViT(nn.Module):
-    def __init__(self, config: ViTConfig, mechanism: MechanismSpec, hparams: dict[str, Any]) -> None:
+    def __init__(
+        self, config: ViTConfig, mechanism: MechanismSpec, hparams: dict[str, Any]
+    ) -> None:
         super().__init__()
-        self.patch_embedding = nn.Conv2d(config.in_channels, config.dim, config.patch_size, stride=config.patch_size)
+        self.patch_embedding = nn.Conv2d(
+            config.in_channels, config.dim, config.patch_size, stride=config.patch_size
+        )
         self.position_embeddings = nn.Parameter(torch.zeros(1, config.tokens, config.dim))
         blocks = config.block_config()
-        self.blocks = nn.ModuleList(Block(blocks, mechanism.build(config.dim, causal=False, **hparams))
-                                    for _ in range(config.depth))
+        self.blocks = nn.ModuleList(
+            Block(blocks, mechanism.build(config.dim, causal=False, **hparams))
+            for _ in range(config.depth)
+        )
         self.norm = nn.LayerNorm(config.dim)
         self.head = nn.Linear(config.dim, config.num_classes)
         nn.init.normal_(self.position_embeddings, std=0.02)
         for name, module in self.named_modules():
             if isinstance(module, nn.Linear):
-                # As attnbench.toolkit.lm starts its models (Zoology's): N(0, 0.02), residual outputs scaled down.
-                std = 0.02 / math.sqrt(2 * config.depth) if name.endswith(("out_proj", "mlp.2")) else 0.02
+                # As attnbench.toolkit.lm starts its models (Zoology's): N(0, 0.02), residual
+                # outputs scaled down.
+                std = (
+                    0.02 / math.sqrt(2 * config.depth)
+                    if name.endswith(("out_proj", "mlp.2"))
+                    else 0.02
+                )
                 nn.init.normal_(module.weight, std=std)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
@@ -157,10 +186,11 @@ class ViT(nn.Module):
         return self.head(self.norm(tokens).mean(dim=1))
 
 
-def vit_forward_flops(config: ViTConfig, mechanism: MechanismSpec, hparams: dict[str, Any],
-                      batch: int) -> dict[str, int]:
+def vit_forward_flops(
+    config: ViTConfig, mechanism: MechanismSpec, hparams: dict[str, Any], batch: int
+) -> dict[str, int]:
     tokens, dim = config.tokens, config.dim
-    patch = 2 * batch * tokens * dim * config.in_channels * config.patch_size ** 2
+    patch = 2 * batch * tokens * dim * config.in_channels * config.patch_size**2
     mixer = FlopBreakdown()
     for _ in range(config.depth):
         mixer = mixer + mechanism.flops(batch, tokens, dim, causal=False, **hparams)

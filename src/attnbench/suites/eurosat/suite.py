@@ -1,5 +1,6 @@
-"""EuroSAT land-cover classification as an attnbench suite: `feature_map` mechanisms in a residual CNN,
-`sequence` mechanisms as the token mixer of a small ViT, both trained from scratch on one FLOP budget.
+"""EuroSAT land-cover classification as an attnbench suite: `feature_map` mechanisms in a residual
+CNN, `sequence` mechanisms as the token mixer of a small ViT, both trained from scratch on one FLOP
+budget.
 
 Every task comes twice, once per backbone (`-cnn`, `-vit`), with the same default budget: what the
 CNN with no mechanism (`none`) spends in `epochs_for_default_budget` epochs. So one leaderboard
@@ -22,6 +23,7 @@ Every result's config states its data and split: the root, the bands, `split` (`
 torchgeo's lists, `random` with `split_ratios` and `split_seed`, or `generated` for synthetic data).
 Torch is imported only when a cell runs or a budget is computed.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -31,9 +33,13 @@ from attnbench.cell import CellOutcome, CellSpec
 from attnbench.suite import CellContext, Suite, Task
 from attnbench.suites.eurosat.task import BACKBONES, TASKS, EuroSATTask
 
+
 class EuroSATSuite(Suite):
     name = "eurosat"
-    description = "EuroSAT land-cover classification: feature-map attention in a CNN, sequence attention in a ViT."
+    description = (
+        "EuroSAT land-cover classification: feature-map attention in a CNN, sequence attention in a"
+        " ViT."
+    )
     accepts = ("feature_map", "sequence")
     groups = ("vision",)
     primary_metric = "accuracy"
@@ -47,27 +53,41 @@ class EuroSATSuite(Suite):
         if BACKBONES[task.config["backbone"]] != mechanism.kind:
             return False, None
         if task.config["data"] == "eurosat" and not task.config["root"]:
-            return False, ("eurosat reads the real EuroSAT in this profile: --set root=DIR "
-                           "(`attnbench data eurosat --root DIR` checks a folder or says how to get the data)")
+            return (
+                False,
+                (
+                    "eurosat reads the real EuroSAT in this profile: --set root=DIR (`attnbench"
+                    " data eurosat --root DIR` checks a folder or says how to get the data)"
+                ),
+            )
         if mechanism.kind == "sequence" and not mechanism.supports_bidirectional:
-            return False, (f"eurosat skips {mechanism.name}: its ViT mixes image patches in both directions and "
-                           f"{mechanism.name} is causal-only")
+            return (
+                False,
+                (
+                    f"eurosat skips {mechanism.name}: its ViT mixes image patches in both"
+                    f" directions and {mechanism.name} is causal-only"
+                ),
+            )
         return True, None
 
     def default_seeds(self, profile: str) -> int:
         return 2 if profile == "smoke" else 3
 
     def mechanism_overrides(self, profile: str) -> dict[str, Any]:
-        return {"num_heads": 4} if profile == "smoke" else {}  # smoke ViT width 64: four heads of 16
+        return (
+            {"num_heads": 4} if profile == "smoke" else {}
+        )  # smoke ViT width 64: four heads of 16
 
     def default_budget(self, profile: str, task: Task) -> Budget:
-        """What the CNN with no mechanism (`none`) spends in `epochs_for_default_budget` epochs of the
-        training split; the ViT task gets the same budget, so both backbones share one table."""
+        """What the CNN with no mechanism (`none`) spends in `epochs_for_default_budget` epochs of
+        the training split; the ViT task gets the same budget, so both backbones share one table."""
         from attnbench.suites.eurosat.model import cnn_forward_flops
 
         spec = self.task_settings(task.config)
         per_image = 3 * cnn_forward_flops(spec.cnn_config(), None, {}, batch=1)["total"]
-        return Budget("flops", float(per_image * spec.train_images() * spec.epochs_for_default_budget))
+        return Budget(
+            "flops", float(per_image * spec.train_images() * spec.epochs_for_default_budget)
+        )
 
     def run_cell(self, cell: CellSpec, mechanism: Any, ctx: CellContext) -> CellOutcome:
         from attnbench.suites.eurosat.train import train_and_evaluate

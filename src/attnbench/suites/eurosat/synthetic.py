@@ -1,4 +1,5 @@
-"""A deterministic, EuroSAT-like synthetic data set for the `smoke` profile: no download, no licence.
+"""A deterministic, EuroSAT-like synthetic data set for the `smoke` profile: no download, no
+licence.
 
 Ten classes named after EuroSAT's, each a procedural texture that loosely imitates the land cover
 it is named after (stripes for annual crops, a dot lattice for orchards, a straight band for a
@@ -10,6 +11,7 @@ whether a mechanism trains and how it compares at smoke scale, nothing about sat
 Generation is vectorised numpy seeded with `numpy.random.default_rng((seed, split, class))`, so a
 split is the same on every machine and independent of the other splits' sizes.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -44,7 +46,8 @@ def _rotated(rng: np.random.Generator, n: int, size: int) -> tuple[np.ndarray, n
 
 
 def _smooth_noise(rng: np.random.Generator, n: int, size: int, cells: int) -> np.ndarray:
-    """Bilinearly upsampled noise on a `cells` x `cells` grid: blobs about size/cells pixels wide."""
+    """Bilinearly upsampled noise on a `cells` x `cells` grid: blobs about size/cells pixels
+    wide."""
     coarse = rng.standard_normal((n, cells + 1, cells + 1))
     position = np.linspace(0, cells, size, endpoint=False)
     low = position.astype(int)
@@ -54,7 +57,8 @@ def _smooth_noise(rng: np.random.Generator, n: int, size: int, cells: int) -> np
 
 
 def _paint(weights: np.ndarray, colour_a: np.ndarray, colour_b: np.ndarray) -> np.ndarray:
-    """(n, H, W) weights in [0, 1] blend two colours, or two (n, H, W, 3) pictures, into (n, H, W, 3)."""
+    """(n, H, W) weights in [0, 1] blend two colours, or two (n, H, W, 3) pictures, into (n, H,
+    W, 3)."""
     w = np.clip(weights, 0.0, 1.0)[..., None]
     return (1 - w) * colour_a + w * colour_b
 
@@ -63,8 +67,11 @@ def _vegetation(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
     return _paint(0.5 + 0.3 * _smooth_noise(rng, n, size, 3), GREEN, BROWN)
 
 
-def _rectangles(rng: np.random.Generator, n: int, size: int, count: int, low: float, high: float) -> np.ndarray:
-    """(n, H, W) mask of `count` axis-aligned rectangles with sides between low and high image widths."""
+def _rectangles(
+    rng: np.random.Generator, n: int, size: int, count: int, low: float, high: float
+) -> np.ndarray:
+    """(n, H, W) mask of `count` axis-aligned rectangles with sides between low and high image
+    widths."""
     y, x = _grid(size)
     y0, x0 = rng.uniform(0, 1, (2, n, count, 1, 1))
     h, w = rng.uniform(low, high, (2, n, count, 1, 1))
@@ -107,7 +114,9 @@ def pasture(rng, n, size):
 def permanent_crop(rng, n, size):
     along, across = _rotated(rng, n, size)
     frequency = _uniform(rng, n, 4, 7)
-    trees = (np.sin(2 * np.pi * frequency * along) * np.sin(2 * np.pi * frequency * across) > 0.4).astype(float)
+    trees = (
+        np.sin(2 * np.pi * frequency * along) * np.sin(2 * np.pi * frequency * across) > 0.4
+    ).astype(float)
     return _paint(0.6 - 0.6 * trees, DARK_GREEN, BROWN)
 
 
@@ -118,7 +127,9 @@ def residential(rng, n, size):
 
 def river(rng, n, size):
     along, across = _rotated(rng, n, size)
-    bend = _uniform(rng, n, 0.08, 0.2) * np.sin(2 * np.pi * _uniform(rng, n, 1, 2) * along + _uniform(rng, n, 0, 6))
+    bend = _uniform(rng, n, 0.08, 0.2) * np.sin(
+        2 * np.pi * _uniform(rng, n, 1, 2) * along + _uniform(rng, n, 0, 6)
+    )
     water = (np.abs(across - bend) < _uniform(rng, n, 0.04, 0.09)).astype(float)
     return _paint(water, _vegetation(rng, n, size), BLUE)
 
@@ -131,24 +142,37 @@ def sea_lake(rng, n, size):
 
 
 # In the order of `attnbench.suites.eurosat.data.CLASSES`: a pattern's index is its label.
-PATTERNS = (annual_crop, forest, herbaceous_vegetation, highway, industrial, pasture, permanent_crop, residential,
-            river, sea_lake)
+PATTERNS = (
+    annual_crop,
+    forest,
+    herbaceous_vegetation,
+    highway,
+    industrial,
+    pasture,
+    permanent_crop,
+    residential,
+    river,
+    sea_lake,
+)
 
 
 def generate(per_class: int, size: int, seed: int, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """`per_class` images of every class: uint8 images (N, 3, size, size) and int64 labels (N,), class by class."""
+    """`per_class` images of every class: uint8 images (N, 3, size, size) and int64 labels (N,),
+    class by class."""
     images, labels = [], []
     for label, pattern in enumerate(PATTERNS):
         rng = np.random.default_rng((seed, SPLIT_STREAMS[split], label))
         picture = pattern(rng, per_class, size)
-        # Blur the class's palette towards a random colour and fade its pattern, so that neither colour
-        # nor contrast names the class on its own; then a colour cast and sensor noise.
+        # Blur the class's palette towards a random colour and fade its pattern, so that neither
+        # colour nor contrast names the class on its own; then a colour cast and sensor noise.
         tint = rng.uniform(0.1, 0.7, (per_class, 1, 1, 3))
         blend = rng.uniform(0.0, TINT, (per_class, 1, 1, 1))
         mean = picture.mean(axis=(1, 2), keepdims=True)
         picture = mean + rng.uniform(CONTRAST, 1.0, (per_class, 1, 1, 1)) * (picture - mean)
         picture = (1 - blend) * picture + blend * tint
-        picture = picture * rng.uniform(0.8, 1.2, (per_class, 1, 1, 3)) + NOISE * rng.standard_normal(picture.shape)
+        picture = picture * rng.uniform(
+            0.8, 1.2, (per_class, 1, 1, 3)
+        ) + NOISE * rng.standard_normal(picture.shape)
         images.append(np.clip(picture * 255, 0, 255).astype(np.uint8).transpose(0, 3, 1, 2))
         labels.append(np.full(per_class, label, dtype=np.int64))
     return np.concatenate(images), np.concatenate(labels)

@@ -1,4 +1,6 @@
-"""What the kernel benchmark times: a shape, the contenders run on it, and the workload that groups them."""
+"""What the kernel benchmark times: a shape, the contenders run on it, and the workload that
+groups them."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -6,7 +8,8 @@ from typing import Any, Callable
 
 import torch
 
-# FlashAttention's convention: the backward pass is dV, dP, dQ, dK and the recomputed Q K^T, 2.5 forwards.
+# FlashAttention's convention: the backward pass is dV, dP, dQ, dK and the recomputed Q K^T, 2.5
+# forwards.
 BACKWARD_FACTOR = 2.5
 
 

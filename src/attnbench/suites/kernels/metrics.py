@@ -1,4 +1,5 @@
-"""From timings to the figures a cell stores: latency, achieved TFLOP/s, peak memory, speedups, goals.
+"""From timings to the figures a cell stores: latency, achieved TFLOP/s, peak memory, speedups,
+goals.
 
 Names are `<contender>_<phase>_<unit>` with contender kernel, sdpa or flex and phase fwd (forward)
 or fwdbwd (forward + backward). TFLOP/s use each contender's own effective FLOPs: the kernel and
@@ -6,6 +7,7 @@ FlexAttention count the pattern's allowed pairs, dense SDPA the causal triangle.
 for a block-sparse kernel is a speedup over dense SDPA of at least 0.8 / density; `goal_*_vs_sdpa`
 is the measured speedup over that target (1 or more meets it).
 """
+
 from __future__ import annotations
 
 import math
@@ -17,7 +19,9 @@ GOAL_EFFICIENCY = 0.8
 PRIMARY = "speedup_fwd_vs_sdpa"
 
 
-def figures(workload: Workload, timings: dict[str, dict[str, Any]], peak_tflops: float | None) -> dict[str, float]:
+def figures(
+    workload: Workload, timings: dict[str, dict[str, Any]], peak_tflops: float | None
+) -> dict[str, float]:
     out: dict[str, float] = {}
     if math.isfinite(workload.density):
         out["density"] = workload.density
@@ -26,8 +30,10 @@ def figures(workload: Workload, timings: dict[str, dict[str, Any]], peak_tflops:
         if timing is None:
             continue
         both = contender.flops_forward + contender.flops_backward
-        for phase, seconds, flops in (("fwd", timing["fwd_s"], contender.flops_forward),
-                                      ("fwdbwd", timing["fwdbwd_s"], both)):
+        for phase, seconds, flops in (
+            ("fwd", timing["fwd_s"], contender.flops_forward),
+            ("fwdbwd", timing["fwdbwd_s"], both),
+        ):
             if seconds is not None:
                 out[f"{contender.name}_{phase}_ms"] = seconds * 1e3
                 out[f"{contender.name}_{phase}_tflops"] = flops / seconds / 1e12
@@ -41,7 +47,9 @@ def figures(workload: Workload, timings: dict[str, dict[str, Any]], peak_tflops:
     if "density" in out:
         for phase in ("fwd", "fwdbwd"):
             if f"speedup_{phase}_vs_sdpa" in out:
-                out[f"goal_{phase}_vs_sdpa"] = out[f"speedup_{phase}_vs_sdpa"] * out["density"] / GOAL_EFFICIENCY
+                out[f"goal_{phase}_vs_sdpa"] = (
+                    out[f"speedup_{phase}_vs_sdpa"] * out["density"] / GOAL_EFFICIENCY
+                )
     if peak_tflops:
         for phase in ("fwd", "fwdbwd"):
             if f"kernel_{phase}_tflops" in out:

@@ -1,14 +1,15 @@
 """The Med-VQA model the suite trains: a patch image encoder, a small question encoder, the fusion
 mechanism under test, and a classifier over the training answers.
 
-image (3, S, S) -> patch embedding (P x P, stride P) + positions + LayerNorm -> (S/P)^2 image tokens;
-question words -> embedding + positions -> `text_layers` pre-norm blocks (self-attention, written as
-the `cross` mechanism reading the question itself with its padding masked, then an MLP);
-then `fusion_layers` pre-norm blocks: x = x + fusion(LN(x), image tokens, masks), x = x + MLP(LN(x));
-the mean of the real question tokens -> LayerNorm -> answer logits. Every mechanism sits in the same
-slots with the same widths, so the mechanism is the only difference between two rows.
+image (3, S, S) -> patch embedding (P x P, stride P) + positions + LayerNorm -> (S/P)^2 image
+tokens; question words -> embedding + positions -> `text_layers` pre-norm blocks (self-attention,
+written as the `cross` mechanism reading the question itself with its padding masked, then an MLP);
+then `fusion_layers` pre-norm blocks: x = x + fusion(LN(x), image tokens, masks), x = x +
+MLP(LN(x)); the mean of the real question tokens -> LayerNorm -> answer logits. Every mechanism sits
+in the same slots with the same widths, so the mechanism is the only difference between two rows.
 `forward_flops` counts one forward pass analytically and equals FlopCounterMode (tested).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,7 +23,8 @@ from attnbench.mechanisms import cross
 
 
 def mean_over_tokens(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """(B, L, D) averaged over the real tokens of each example -> (B, D); an example with none gives zeros."""
+    """(B, L, D) averaged over the real tokens of each example -> (B, D); an example with none
+    gives zeros."""
     weights = mask.to(x.dtype).unsqueeze(-1)
     return (x * weights).sum(1) / weights.sum(1).clamp(min=1)
 
@@ -56,9 +58,13 @@ class Block(nn.Module):
         super().__init__()
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.mixer = mixer
-        self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim))
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim)
+        )
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, context: torch.Tensor | None, mask: torch.Tensor
+    ) -> torch.Tensor:
         h = self.norm1(x)
         if context is None:  # self-attention over the question, padding never read
             x = x + self.mixer(h, h, FusionMasks(x=mask, context=mask))
@@ -68,7 +74,9 @@ class Block(nn.Module):
 
 
 class VQAModel(nn.Module):
-    def __init__(self, config: ModelConfig, mechanism: MechanismSpec, hparams: dict[str, Any]) -> None:
+    def __init__(
+        self, config: ModelConfig, mechanism: MechanismSpec, hparams: dict[str, Any]
+    ) -> None:
         super().__init__()
         d = config.dim
         self.patch = nn.Conv2d(3, d, config.patch_size, stride=config.patch_size)
@@ -76,10 +84,14 @@ class VQAModel(nn.Module):
         self.image_norm = nn.LayerNorm(d)
         self.embed = nn.Embedding(config.vocab_size, d, padding_idx=0)
         self.text_positions = nn.Parameter(torch.randn(1, config.max_question_tokens, d) * 0.02)
-        self.text_blocks = nn.ModuleList(Block(d, cross.build(d, num_heads=config.text_heads), config.mlp_ratio)
-                                         for _ in range(config.text_layers))
-        self.fusion_blocks = nn.ModuleList(Block(d, mechanism.build(d, **hparams), config.mlp_ratio)
-                                           for _ in range(config.fusion_layers))
+        self.text_blocks = nn.ModuleList(
+            Block(d, cross.build(d, num_heads=config.text_heads), config.mlp_ratio)
+            for _ in range(config.text_layers)
+        )
+        self.fusion_blocks = nn.ModuleList(
+            Block(d, mechanism.build(d, **hparams), config.mlp_ratio)
+            for _ in range(config.fusion_layers)
+        )
         self.head_norm = nn.LayerNorm(d)
         self.head = nn.Linear(d, config.num_answers)
 
@@ -95,20 +107,27 @@ class VQAModel(nn.Module):
         return self.head(self.head_norm(mean_over_tokens(x, mask)))
 
 
-def forward_flops(config: ModelConfig, mechanism: MechanismSpec, hparams: dict[str, Any], batch: int) -> dict[str, int]:
+def forward_flops(
+    config: ModelConfig, mechanism: MechanismSpec, hparams: dict[str, Any], batch: int
+) -> dict[str, int]:
     """FLOPs of one forward pass by part; `mechanism_*` sum the fusion mechanism over its layers."""
     d, q_len, kv_len = config.dim, config.max_question_tokens, config.image_tokens
     mlp = 2 * 2 * batch * q_len * d * config.mlp_ratio * d
     fused = mechanism.flops(batch, q_len, kv_len, d, **hparams)
     parts = {
-        "patch_embedding": 2 * batch * kv_len * d * 3 * config.patch_size ** 2,
-        "question_encoder": config.text_layers * (cross.flops(batch, q_len, q_len, d, num_heads=config.text_heads).total
-                                                  + mlp),
+        "patch_embedding": 2 * batch * kv_len * d * 3 * config.patch_size**2,
+        "question_encoder": (
+            config.text_layers
+            * (cross.flops(batch, q_len, q_len, d, num_heads=config.text_heads).total + mlp)
+        ),
         "fusion_mlps": config.fusion_layers * mlp,
         "head": 2 * batch * d * config.num_answers,
     }
     for part in ("attention", "selection", "projections"):
         parts[f"mechanism_{part}"] = config.fusion_layers * getattr(fused, part)
     parts["mechanism_total"] = config.fusion_layers * fused.total
-    parts["total"] = sum(v for k, v in parts.items() if not k.startswith("mechanism_")) + parts["mechanism_total"]
+    parts["total"] = (
+        sum(v for k, v in parts.items() if not k.startswith("mechanism_"))
+        + parts["mechanism_total"]
+    )
     return parts

@@ -1,15 +1,17 @@
 """Answer normalisation and the answer conventions of the three data sets, stated once.
 
-* `normalise_answer`: Unicode NFKC, lower-case, surrounding whitespace and one trailing period removed,
-  inner whitespace (tabs included) collapsed to one space. Exact match after this is the accuracy of
-  every Med-VQA table here; nothing else (articles, number words, synonyms) is rewritten.
-* Closed questions: SLAKE and MEVF's VQA-RAD state `answer_type` (CLOSED also covers choice questions
-  such as "left or right?"); the Hugging Face VQA-RAD and VQA-Med-2019 state none, so there a question is
-  closed exactly when its normalised answer is "yes" or "no".
+* `normalise_answer`: Unicode NFKC, lower-case, surrounding whitespace and one trailing period
+  removed, inner whitespace (tabs included) collapsed to one space. Exact match after this is the
+  accuracy of every Med-VQA table here; nothing else (articles, number words, synonyms) is
+  rewritten.
+* Closed questions: SLAKE and MEVF's VQA-RAD state `answer_type` (CLOSED also covers choice
+  questions such as "left or right?"); the Hugging Face VQA-RAD and VQA-Med-2019 state none, so
+  there a question is closed exactly when its normalised answer is "yes" or "no".
 * VQA-Med-2019 references: `#` separates alternative correct answers, `(...)` marks an optional part
   that may be present or absent; `expand_reference` lists every accepted string (the alternative as
   written, brackets included, among them).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -32,8 +34,8 @@ def is_yes_no(answer: str) -> bool:
 
 
 def answer_type_of(stated: object, answer: str) -> str | None:
-    """CLOSED or OPEN from a stated type (case and spaces ignored), derived from a yes/no answer when none is
-    stated; None when a type is stated but unknown."""
+    """CLOSED or OPEN from a stated type (case and spaces ignored), derived from a yes/no answer
+    when none is stated; None when a type is stated but unknown."""
     if stated is None:
         return "CLOSED" if is_yes_no(answer) else "OPEN"
     value = str(stated).strip().upper()
@@ -41,11 +43,12 @@ def answer_type_of(stated: object, answer: str) -> str | None:
 
 
 def expand_reference(reference: str) -> list[str]:
-    """Every normalised answer a VQA-Med-2019 reference accepts: each `#` alternative as written, then with
-    each `(...)` part kept (without its brackets) or dropped. `(angioinvasive aspergillosis with) septic
-    cerebral emboli` accepts all three readings. The alternative as written comes first: brackets are also
-    part of class names (the modality classes "ct w/contrast (iv)", "mr - adc map (app diff coeff)", ...
-    of README-VQA-Med-2019-Data.txt), so a classifier's literal answer must match."""
+    """Every normalised answer a VQA-Med-2019 reference accepts: each `#` alternative as written,
+    then with each `(...)` part kept (without its brackets) or dropped. `(angioinvasive
+    aspergillosis with) septic cerebral emboli` accepts all three readings. The alternative as
+    written comes first: brackets are also part of class names (the modality classes "ct w/contrast
+    (iv)", "mr - adc map (app diff coeff)", ... of README-VQA-Med-2019-Data.txt), so a classifier's
+    literal answer must match."""
     accepted: list[str] = []
     for alternative in reference.split("#"):
         parts = _OPTIONAL.split(alternative)  # even indices: fixed text, odd: optional parts

@@ -1,4 +1,6 @@
-"""The Med-VQA suite's tasks: the settings of one task, how they are checked, and each profile's tasks."""
+"""The Med-VQA suite's tasks: the settings of one task, how they are checked, and each profile's
+tasks."""
+
 from __future__ import annotations
 
 import functools
@@ -12,10 +14,25 @@ from attnbench.values import check_one_of, check_whole, is_number, is_whole
 DATA = ("synthetic", "vqa-rad", "vqa-rad-mevf", "slake", "vqa-med-2019")
 LANGUAGES = ("en", "zh", "all")
 STEMMERS = ("snowball", "none")
-BLEU_NLTK = ("3.2", "3.3")  # method0's arithmetic (suites/medvqa/bleu.py): 3.2 is what the published BLEU needs
-DEFAULT_SYNTHETIC = ((400, 100, 200), 0)  # images per split (train, val, test; three questions each), seed
-INTS = ("image_size", "patch_size", "dim", "text_layers", "fusion_layers", "mlp_ratio", "text_heads",
-        "max_question_tokens", "batch_size")
+BLEU_NLTK = (
+    "3.2",
+    "3.3",
+)  # method0's arithmetic (suites/medvqa/bleu.py): 3.2 is what the published BLEU needs
+DEFAULT_SYNTHETIC = (
+    (400, 100, 200),
+    0,
+)  # images per split (train, val, test; three questions each), seed
+INTS = (
+    "image_size",
+    "patch_size",
+    "dim",
+    "text_layers",
+    "fusion_layers",
+    "mlp_ratio",
+    "text_heads",
+    "max_question_tokens",
+    "batch_size",
+)
 
 
 @dataclass(frozen=True)
@@ -49,19 +66,22 @@ class MedVQATask(TaskSettings):
             return f"synthetic-{self.image_size}px"
         return f"{self.data}-{self.language}" if self.data == "slake" else self.data
 
-
-
     def normalised(self) -> MedVQATask:
-        """Synthetic data gets its generator settings; real data has none (what the config says is used).
-        `lenient` also takes the words true and false, as a shell user types them, and `bleu_nltk` the
-        number 3.2 or 3.3 that `--set bleu_nltk=3.3` parses to."""
+        """Synthetic data gets its generator settings; real data has none (what the config says is
+        used). `lenient` also takes the words true and false, as a shell user types them, and
+        `bleu_nltk` the number 3.2 or 3.3 that `--set bleu_nltk=3.3` parses to."""
         if isinstance(self.lenient, str) and self.lenient.lower() in ("true", "false"):
             return replace(self, lenient=self.lenient.lower() == "true").normalised()
-        if isinstance(self.bleu_nltk, float) and not isinstance(self.bleu_nltk, bool):  # --set bleu_nltk=3.3
+        if isinstance(self.bleu_nltk, float) and not isinstance(
+            self.bleu_nltk, bool
+        ):  # --set bleu_nltk=3.3
             return replace(self, bleu_nltk=f"{self.bleu_nltk:g}").normalised()
         if self.data == "synthetic":
-            return replace(self, synthetic_images=self.synthetic_images or DEFAULT_SYNTHETIC[0],
-                           data_seed=DEFAULT_SYNTHETIC[1] if self.data_seed is None else self.data_seed)
+            return replace(
+                self,
+                synthetic_images=self.synthetic_images or DEFAULT_SYNTHETIC[0],
+                data_seed=DEFAULT_SYNTHETIC[1] if self.data_seed is None else self.data_seed,
+            )
         return replace(self, synthetic_images=None, data_seed=None)
 
     def validate(self) -> None:
@@ -75,24 +95,36 @@ class MedVQATask(TaskSettings):
         for name in INTS:
             check_whole(f"Med-VQA {name}", getattr(self, name))
         if self.image_size % self.patch_size:
-            raise ConfigError(f"Med-VQA patch_size={self.patch_size} must divide image_size={self.image_size}")
+            raise ConfigError(
+                f"Med-VQA patch_size={self.patch_size} must divide image_size={self.image_size}"
+            )
         if self.dim % self.text_heads:
             raise ConfigError(f"Med-VQA text_heads={self.text_heads} must divide dim={self.dim}")
         for name in ("learning_rate", "epochs_for_default_budget"):
             if not is_number(getattr(self, name)) or not getattr(self, name) > 0:
-                raise ConfigError(f"Med-VQA {name}={getattr(self, name)!r} must be a positive number")
+                raise ConfigError(
+                    f"Med-VQA {name}={getattr(self, name)!r} must be a positive number"
+                )
         if not is_number(self.weight_decay) or self.weight_decay < 0:
             raise ConfigError(f"Med-VQA weight_decay={self.weight_decay!r} must be a number >= 0")
         if self.data == "synthetic":
             if self.root is not None:
-                raise ConfigError("Med-VQA root is set but data=synthetic: also --set data=vqa-rad (or "
-                                  "vqa-rad-mevf, slake, vqa-med-2019)")
+                raise ConfigError(
+                    "Med-VQA root is set but data=synthetic: also --set data=vqa-rad (or "
+                    "vqa-rad-mevf, slake, vqa-med-2019)"
+                )
             counts = self.synthetic_images
-            if (not isinstance(counts, tuple) or len(counts) != 3
-                    or any(not is_whole(c, 0) for c in counts)
-                    or counts[0] < 1 or counts[2] < 1):
-                raise ConfigError(f"Med-VQA synthetic_images={counts!r} must be three image counts (train, val, "
-                                  f"test), train and test at least 1")
+            if (
+                not isinstance(counts, tuple)
+                or len(counts) != 3
+                or any(not is_whole(c, 0) for c in counts)
+                or counts[0] < 1
+                or counts[2] < 1
+            ):
+                raise ConfigError(
+                    f"Med-VQA synthetic_images={counts!r} must be three image counts (train, val, "
+                    "test), train and test at least 1"
+                )
             if not is_whole(self.data_seed):
                 raise ConfigError(f"Med-VQA data_seed={self.data_seed!r} must be an integer")
         if self.root is not None and not isinstance(self.root, str):
@@ -106,24 +138,46 @@ class MedVQATask(TaskSettings):
         if self.data == "synthetic" or self.root is not None:
             questions, _ = train_questions(self)
             if self.batch_size > questions:
-                raise ConfigError(f"Med-VQA batch_size={self.batch_size} exceeds the {questions} training questions")
+                raise ConfigError(
+                    f"Med-VQA batch_size={self.batch_size} exceeds the {questions} training"
+                    " questions"
+                )
 
     def model_config(self, vocab_size: int, num_answers: int):
         from attnbench.suites.medvqa.model import ModelConfig
 
-        return ModelConfig(self.image_size, self.patch_size, self.dim, vocab_size, self.max_question_tokens,
-                           self.text_layers, self.fusion_layers, self.mlp_ratio, num_answers, self.text_heads)
+        return ModelConfig(
+            self.image_size,
+            self.patch_size,
+            self.dim,
+            vocab_size,
+            self.max_question_tokens,
+            self.text_layers,
+            self.fusion_layers,
+            self.mlp_ratio,
+            num_answers,
+            self.text_heads,
+        )
 
     def metric_version(self) -> str:
         version = "medvqa-exact-nfkc-lower-v1"
         if self.data == "vqa-med-2019":
-            version += f"/vqa-med-bleu-regex-nltk179stop-{self.bleu_stemmer}-method0-nltk{self.bleu_nltk}"
+            version += (
+                f"/vqa-med-bleu-regex-nltk179stop-{self.bleu_stemmer}-method0-nltk{self.bleu_nltk}"
+            )
         return version
 
 
 @functools.lru_cache(maxsize=8)
-def _counts(data: str, root: str | None, language: str, lenient: bool, synthetic: tuple | None, seed: int | None,
-            size: int) -> tuple[int, int]:
+def _counts(
+    data: str,
+    root: str | None,
+    language: str,
+    lenient: bool,
+    synthetic: tuple | None,
+    seed: int | None,
+    size: int,
+) -> tuple[int, int]:
     """(training questions, answer classes) of a data set, from its records only."""
     from attnbench.suites.medvqa.normalise import normalise_answer
 
@@ -139,8 +193,15 @@ def _counts(data: str, root: str | None, language: str, lenient: bool, synthetic
 
 
 def train_questions(task: MedVQATask) -> tuple[int, int]:
-    return _counts(task.data, task.root, task.language, task.lenient, task.synthetic_images, task.data_seed,
-                   task.image_size)
+    return _counts(
+        task.data,
+        task.root,
+        task.language,
+        task.lenient,
+        task.synthetic_images,
+        task.data_seed,
+        task.image_size,
+    )
 
 
 def _require_pillow() -> None:
@@ -150,19 +211,44 @@ def _require_pillow() -> None:
         raise ConfigError("Med-VQA reads images with Pillow: pip install 'attnbench[vision]'")
 
 
-
-
-
-
 SMOKE = dict(
-    data="synthetic", root=None, language="en", lenient=False, synthetic_images=DEFAULT_SYNTHETIC[0],
-    data_seed=DEFAULT_SYNTHETIC[1], image_size=32, patch_size=8, dim=64, text_layers=1, fusion_layers=2,
-    mlp_ratio=2, text_heads=4, max_question_tokens=12, batch_size=32, learning_rate=2e-3, weight_decay=0.05,
+    data="synthetic",
+    root=None,
+    language="en",
+    lenient=False,
+    synthetic_images=DEFAULT_SYNTHETIC[0],
+    data_seed=DEFAULT_SYNTHETIC[1],
+    image_size=32,
+    patch_size=8,
+    dim=64,
+    text_layers=1,
+    fusion_layers=2,
+    mlp_ratio=2,
+    text_heads=4,
+    max_question_tokens=12,
+    batch_size=32,
+    learning_rate=2e-3,
+    weight_decay=0.05,
     epochs_for_default_budget=20,
 )
 PAPER = dict(
-    data="vqa-rad", root=None, language="en", lenient=False, synthetic_images=None, data_seed=None, image_size=224,
-    patch_size=16, dim=256, text_layers=2, fusion_layers=2, mlp_ratio=4, text_heads=8, max_question_tokens=24,
-    batch_size=64, learning_rate=1e-3, weight_decay=0.05, epochs_for_default_budget=40,
+    data="vqa-rad",
+    root=None,
+    language="en",
+    lenient=False,
+    synthetic_images=None,
+    data_seed=None,
+    image_size=224,
+    patch_size=16,
+    dim=256,
+    text_layers=2,
+    fusion_layers=2,
+    mlp_ratio=4,
+    text_heads=8,
+    max_question_tokens=24,
+    batch_size=64,
+    learning_rate=1e-3,
+    weight_decay=0.05,
+    epochs_for_default_budget=40,
 )
 TASKS = {"smoke": (MedVQATask(**SMOKE),), "paper": (MedVQATask(**PAPER),)}

@@ -1,4 +1,5 @@
 """MQAR (multi-query associative recall, Zoology): the generator, metric, model and suite."""
+
 from attnbench.suites.mqar.suite import MQARSuite
 
 SUITE = MQARSuite()

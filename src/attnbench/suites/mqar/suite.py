@@ -6,6 +6,7 @@ Profiles: `smoke` is one small task that a CPU trains in seconds; `paper` is Zoo
 100,000 training and 3,000 test examples; the default budget is what attention spends in
 Zoology's 64 epochs). Torch is imported only when a cell runs, so listing suites stays cheap.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -18,7 +19,9 @@ from attnbench.suites.mqar.task import TASKS, MQARTask
 
 class MQARSuite(Suite):
     name = "mqar"
-    description = "Multi-query associative recall (Zoology): recall the values of keys seen earlier."
+    description = (
+        "Multi-query associative recall (Zoology): recall the values of keys seen earlier."
+    )
     accepts = ("sequence",)
     groups = ("long-context", "smoke")
     primary_metric = "accuracy"
@@ -40,7 +43,9 @@ class MQARSuite(Suite):
 
         spec = self.task_settings(task.config)
         config = LMConfig(spec.vocab_size, spec.seq_len, spec.d_model, spec.n_layers, spec.mlp)
-        per_example = training_step_flops(config, MHA, MHA.hparams(profile, {"num_heads": 1}), batch=1)
+        per_example = training_step_flops(
+            config, MHA, MHA.hparams(profile, {"num_heads": 1}), batch=1
+        )
         return Budget("flops", float(per_example * spec.num_train * spec.epochs_for_default_budget))
 
     def run_cell(self, cell: CellSpec, mechanism: Any, ctx: CellContext) -> CellOutcome:

@@ -1,9 +1,11 @@
-"""MQAR's tasks: the settings of one task (Zoology's data, model and recipe), and each profile's tasks.
+"""MQAR's tasks: the settings of one task (Zoology's data, model and recipe), and each profile's
+tasks.
 
-`smoke` is one small task that a CPU trains in seconds; `paper` is Zoology's Figure 2 (vocab 8,192; (64, 4),
-(128, 8), (256, 16); d_model 64-512; learning rates logspace(-4, -2, 4); 100,000 training and 3,000 test
-examples; the default budget is what attention spends in Zoology's 64 epochs).
+`smoke` is one small task that a CPU trains in seconds; `paper` is Zoology's Figure 2 (vocab 8,192;
+(64, 4), (128, 8), (256, 16); d_model 64-512; learning rates logspace(-4, -2, 4); 100,000 training
+and 3,000 test examples; the default budget is what attention spends in Zoology's 64 epochs).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,7 +21,8 @@ TEST_SEED_OFFSET = 2**31  # Zoology draws test seeds from [2^31, 2^32), apart fr
 
 @dataclass(frozen=True)
 class MQARTask(TaskSettings):
-    """One MQAR task: Zoology's data settings, the model's width and depth, and the training recipe."""
+    """One MQAR task: Zoology's data settings, the model's width and depth, and the training
+    recipe."""
 
     suite_title: ClassVar[str] = "MQAR"
 
@@ -50,11 +53,24 @@ class MQARTask(TaskSettings):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ConfigError(f"MQAR {name}={getattr(self, name)!r} must be a positive integer")
         if self.batch_size > self.num_train:
-            raise ConfigError(f"MQAR batch_size={self.batch_size} exceeds num_train={self.num_train}")
-        if not self.learning_rates or any(not isinstance(lr, (int, float)) or lr <= 0 for lr in self.learning_rates):
-            raise ConfigError(f"MQAR learning_rates={list(self.learning_rates)!r} must be positive numbers")
-        multiquery_ar(self.vocab_size, 1, self.seq_len, seed=0, power_a=self.power_a,
-                      num_kv_pairs=self.num_kv_pairs, random_non_queries=self.random_non_queries)
+            raise ConfigError(
+                f"MQAR batch_size={self.batch_size} exceeds num_train={self.num_train}"
+            )
+        if not self.learning_rates or any(
+            not isinstance(lr, (int, float)) or lr <= 0 for lr in self.learning_rates
+        ):
+            raise ConfigError(
+                f"MQAR learning_rates={list(self.learning_rates)!r} must be positive numbers"
+            )
+        multiquery_ar(
+            self.vocab_size,
+            1,
+            self.seq_len,
+            seed=0,
+            power_a=self.power_a,
+            num_kv_pairs=self.num_kv_pairs,
+            random_non_queries=self.random_non_queries,
+        )
 
 
 def _paper_batch_size(seq_len: int) -> int:
@@ -62,12 +78,29 @@ def _paper_batch_size(seq_len: int) -> int:
 
 
 SMOKE_TASKS = (
-    MQARTask(vocab_size=128, seq_len=32, num_kv_pairs=4, d_model=64, num_train=20_000, num_test=1_000,
-             batch_size=32, learning_rates=(1e-3,), epochs_for_default_budget=8),
+    MQARTask(
+        vocab_size=128,
+        seq_len=32,
+        num_kv_pairs=4,
+        d_model=64,
+        num_train=20_000,
+        num_test=1_000,
+        batch_size=32,
+        learning_rates=(1e-3,),
+        epochs_for_default_budget=8,
+    ),
 )
 PAPER_TASKS = tuple(
-    MQARTask(vocab_size=8192, seq_len=length, num_kv_pairs=pairs, d_model=width, num_train=100_000,
-             num_test=3_000, batch_size=_paper_batch_size(length), learning_rates=PAPER_LRS)
+    MQARTask(
+        vocab_size=8192,
+        seq_len=length,
+        num_kv_pairs=pairs,
+        d_model=width,
+        num_train=100_000,
+        num_test=3_000,
+        batch_size=_paper_batch_size(length),
+        learning_rates=PAPER_LRS,
+    )
     for length, pairs in ((64, 4), (128, 8), (256, 16))
     for width in (64, 128, 256, 512)
 )

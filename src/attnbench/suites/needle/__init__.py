@@ -3,6 +3,7 @@
 The generator (`data`), RULER's scoring (`metrics`) and the suite with its from-scratch and
 pretrained modes (`suite`). Importing this package stays torch-free.
 """
+
 from attnbench.suites.needle.metrics import string_match_all, string_match_part
 from attnbench.suites.needle.suite import NeedleSuite
 

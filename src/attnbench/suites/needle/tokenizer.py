@@ -8,14 +8,23 @@ the built-in key words, digits, letters, punctuation), so it is the same on ever
 nothing downloaded. A word outside it is spelled letter by letter, so any text encodes; decoding
 puts spaces back between words but not inside a number or around a hyphen.
 """
+
 from __future__ import annotations
 
 import re
 import string
 from functools import lru_cache
 
-from attnbench.suites.needle.data import (ANSWER_PREFIX, BUILTIN_VOCABULARY, NEEDLE, NEEDLE_TYPES, NOISE,
-                                          TEMPLATE, Vocabulary, _singular)
+from attnbench.suites.needle.data import (
+    ANSWER_PREFIX,
+    BUILTIN_VOCABULARY,
+    NEEDLE,
+    NEEDLE_TYPES,
+    NOISE,
+    TEMPLATE,
+    Vocabulary,
+    _singular,
+)
 
 PAD, UNK = "<pad>", "<unk>"
 _PIECES = re.compile(r"\n|\d|[A-Za-z]+|[^\sA-Za-z\d]")
@@ -27,8 +36,10 @@ def _template_words() -> set[str]:
     texts = [NOISE]
     for kind in NEEDLE_TYPES:
         for text in (TEMPLATE, ANSWER_PREFIX):
-            texts += [text.format(type_needle_v=kind, context="", query=""),
-                      _singular(text).format(type_needle_v=kind[:-1], context="", query="")]
+            texts += [
+                text.format(type_needle_v=kind, context="", query=""),
+                _singular(text).format(type_needle_v=kind[:-1], context="", query=""),
+            ]
         texts.append(NEEDLE.format(type_needle_v=kind, key="", value=""))
     return {piece for text in texts for piece in _PIECES.findall(text)}
 
@@ -62,8 +73,13 @@ class WordTokenizer:
             token = self.tokens[index] if 0 <= index < len(self.tokens) else UNK
             if token == PAD:
                 continue
-            glue = (not previous or previous in _NO_SPACE_AFTER or token in _NO_SPACE_BEFORE or token == "\n"
-                    or (token.isdigit() and previous.isdigit()))
+            glue = (
+                not previous
+                or previous in _NO_SPACE_AFTER
+                or token in _NO_SPACE_BEFORE
+                or token == "\n"
+                or (token.isdigit() and previous.isdigit())
+            )
             out.append(token if glue else " " + token)
             previous = token
         return "".join(out)

@@ -4,6 +4,7 @@ Loaders for the official PNG layout and SCanNet's split lists (`data`), a synthe
 smoke runs (`synthetic`), the network (`model`), its losses (`losses`), the official scores
 (`metrics`) and the suite (`suite`). Importing this package stays torch-free.
 """
+
 from attnbench.suites.second.suite import SecondSuite
 
 SUITE = SecondSuite()

@@ -16,6 +16,7 @@ Everything wrong on disk (a missing folder or list, a pair without its partner f
 not match, an image of the wrong kind) is one `SecondDataError` line naming the file and what was
 expected; planning checks names, sizes and modes from the PNG headers without decoding pixels.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -27,29 +28,49 @@ import numpy as np
 from attnbench.errors import ConfigError
 
 CLASSES = ("unchanged", "water", "ground", "low vegetation", "tree", "building", "sports field")
-COLOURS = ((255, 255, 255), (0, 0, 255), (128, 128, 128), (0, 128, 0), (0, 255, 0), (128, 0, 0), (255, 0, 0))
+COLOURS = (
+    (255, 255, 255),
+    (0, 0, 255),
+    (128, 128, 128),
+    (0, 128, 0),
+    (0, 255, 0),
+    (128, 0, 0),
+    (255, 0, 0),
+)
 SPLITS = ("train", "val")
 LAYOUTS = ("lists", "folders")
 ENCODINGS = ("index", "rgb")
 IMAGE_DIRS = ("im1", "im2")
 LABEL_DIRS = {"index": ("label1", "label2"), "rgb": ("label1_rgb", "label2_rgb")}
-FOLDERS = {"im1": "the first date's RGB images", "im2": "the second date's RGB images, named as in im1/",
-           "label1": "the first date's class-index maps (--set labels=rgb reads label1_rgb/ label2_rgb/ instead)",
-           "label2": "the second date's class-index maps, named as in im1/",
-           "label1_rgb": "the first date's colour-map labels (--set labels=index reads label1/ label2/ instead)",
-           "label2_rgb": "the second date's colour-map labels, named as in im1/"}
+FOLDERS = {
+    "im1": "the first date's RGB images",
+    "im2": "the second date's RGB images, named as in im1/",
+    "label1": (
+        "the first date's class-index maps (--set labels=rgb reads label1_rgb/ label2_rgb/ instead)"
+    ),
+    "label2": "the second date's class-index maps, named as in im1/",
+    "label1_rgb": (
+        "the first date's colour-map labels (--set labels=index reads label1/ label2/ instead)"
+    ),
+    "label2_rgb": "the second date's colour-map labels, named as in im1/",
+}
 INDEX_MODES = ("L", "P", "I", "I;16")
 COLOUR_MODES = ("RGB", "RGBA", "P")
 # Per-date means and standard deviations of SECOND's pixels (RGB), from SCanNet's datasets/RS_ST.py.
-OFFICIAL_NORMALISATION = {"im1": ((113.40, 114.08, 116.45), (48.30, 46.27, 48.14)),
-                          "im2": ((111.07, 114.04, 118.18), (49.41, 47.01, 47.94))}
-HOW_TO_GET = ("SECOND's training release comes from the captain-whu SCD project page; put its im1/ im2/ label1/ "
-              "label2/ folders in ROOT with SCanNet's datasets/SECOND/train_info.txt and val_info.txt, or the "
-              "train/ and val/ folders split_train_val.py makes")
+OFFICIAL_NORMALISATION = {
+    "im1": ((113.40, 114.08, 116.45), (48.30, 46.27, 48.14)),
+    "im2": ((111.07, 114.04, 118.18), (49.41, 47.01, 47.94)),
+}
+HOW_TO_GET = (
+    "SECOND's training release comes from the captain-whu SCD project page; put its im1/ im2/"
+    " label1/ label2/ folders in ROOT with SCanNet's datasets/SECOND/train_info.txt and"
+    " val_info.txt, or the train/ and val/ folders split_train_val.py makes"
+)
 
 
 class SecondDataError(ConfigError):
-    """A SECOND folder that is not in the expected layout: the CLI prints the one line, exit status 2."""
+    """A SECOND folder that is not in the expected layout: the CLI prints the one line, exit
+    status 2."""
 
 
 @dataclass(frozen=True)
@@ -70,16 +91,22 @@ def split_folder(root: Path, layout: str, split: str) -> Path:
 
 
 def detect_layout(root: str | Path) -> str:
-    """`folders` when ROOT holds train/im1, else `lists` (whose absence then gets the clear error)."""
+    """`folders` when ROOT holds train/im1, else `lists` (whose absence then gets the clear
+    error)."""
     return "folders" if (Path(root).expanduser() / "train" / "im1").is_dir() else "lists"
 
 
 def read_list(path: Path) -> list[str]:
     """The pair names of a SCanNet split list (paths, one a line; the file name is the name)."""
     if not path.is_file():
-        raise SecondDataError(f"split list missing: {path} (SCanNet's datasets/SECOND/{path.name}; "
-                              f"or use the train/ val/ folders layout)")
-    names = [Path(line.strip().replace("\\", "/")).name for line in path.read_text(encoding="utf-8").splitlines()]
+        raise SecondDataError(
+            f"split list missing: {path} (SCanNet's datasets/SECOND/{path.name}; "
+            "or use the train/ val/ folders layout)"
+        )
+    names = [
+        Path(line.strip().replace("\\", "/")).name
+        for line in path.read_text(encoding="utf-8").splitlines()
+    ]
     names = [name for name in names if name]
     if not names:
         raise SecondDataError(f"split list {path} names no image pairs")
@@ -95,8 +122,10 @@ def _folder(path: Path, what: str) -> Path:
 def list_pairs(root: str | Path, layout: str, split: str, encoding: str) -> list[Pair]:
     """The pairs of a split in file-name order, every partner file checked to exist."""
     if layout not in LAYOUTS or split not in SPLITS or encoding not in ENCODINGS:
-        raise ConfigError(f"SECOND layout {layout!r}, split {split!r}, labels {encoding!r}: expected one of "
-                          f"{LAYOUTS}, {SPLITS}, {ENCODINGS}")
+        raise ConfigError(
+            f"SECOND layout {layout!r}, split {split!r}, labels {encoding!r}: expected one of "
+            f"{LAYOUTS}, {SPLITS}, {ENCODINGS}"
+        )
     home = Path(root).expanduser()
     if not home.is_dir():
         raise SecondDataError(f"no SECOND folder at {home} ({HOW_TO_GET})")
@@ -121,8 +150,10 @@ def list_pairs(root: str | Path, layout: str, split: str, encoding: str) -> list
         if missing:
             present = [path for path in paths if path.is_file()]
             why = f"the partner of {present[0]}" if present else f"listed in {listed_in}"
-            raise SecondDataError(f"missing file {missing[0]} ({why}; every pair needs {', '.join(dirs)} "
-                                  f"files of the same name)")
+            raise SecondDataError(
+                f"missing file {missing[0]} ({why}; every pair needs {', '.join(dirs)} "
+                "files of the same name)"
+            )
         pairs.append(Pair(name, paths[:2], paths[2:]))
     return pairs
 
@@ -147,20 +178,25 @@ def _check_label_mode(path: Path, mode: str, encoding: str) -> None:
         hint = "; colour maps are read with --set labels=rgb" if mode in ("RGB", "RGBA") else ""
         raise SecondDataError(f"{path} has mode {mode}, not a one-channel class-index map{hint}")
     if encoding == "rgb" and mode not in COLOUR_MODES:
-        raise SecondDataError(f"{path} has mode {mode}, not an RGB colour map; index maps are read with "
-                              f"--set labels=index")
+        raise SecondDataError(
+            f"{path} has mode {mode}, not an RGB colour map; index maps are read with "
+            "--set labels=index"
+        )
 
 
 def measured_size(root: str | Path, layout: str) -> int | None:
-    """The side of the first training image (None when there is none to read: the listing says why)."""
+    """The side of the first training image (None when there is none to read: the listing says
+    why)."""
     folder = split_folder(Path(root).expanduser(), layout, "train") / "im1"
     first = min(folder.glob("*.png"), default=None) if folder.is_dir() else None
     if first is None:
         return None
     _, (width, height) = _header(first)
     if width != height:
-        raise SecondDataError(f"{first} is {width}x{height} pixels; the suite trains on square pairs, as SECOND's "
-                              f"are 512x512")
+        raise SecondDataError(
+            f"{first} is {width}x{height} pixels; the suite trains on square pairs, as SECOND's "
+            "are 512x512"
+        )
     return height
 
 
@@ -177,13 +213,16 @@ def check_pairs(pairs: list[Pair], encoding: str) -> tuple[int, int]:
             if expected is None:
                 expected, first = size, path
             elif size != expected:
-                raise SecondDataError(f"{path} is {size[0]}x{size[1]} pixels; expected {expected[0]}x{expected[1]} "
-                                      f"like {first} (every image and label of SECOND has one size)")
+                raise SecondDataError(
+                    f"{path} is {size[0]}x{size[1]} pixels; expected {expected[0]}x{expected[1]} "
+                    f"like {first} (every image and label of SECOND has one size)"
+                )
     return expected[1], expected[0]
 
 
 def colour_to_index(colours: np.ndarray) -> np.ndarray:
-    """(H, W, 3) colours -> (H, W) uint8 classes through the official colour table; unknown colours -> 0."""
+    """(H, W, 3) colours -> (H, W) uint8 classes through the official colour table; unknown
+    colours -> 0."""
     code = (colours[..., 0].astype(np.int64) * 256 + colours[..., 1]) * 256 + colours[..., 2]
     index = np.zeros(code.shape, dtype=np.uint8)
     for label, (r, g, b) in enumerate(COLOURS):
@@ -192,7 +231,8 @@ def colour_to_index(colours: np.ndarray) -> np.ndarray:
 
 
 def index_to_colour(index: np.ndarray) -> np.ndarray:
-    """(H, W) classes -> (H, W, 3) uint8 colours, the inverse of `colour_to_index` on the palette."""
+    """(H, W) classes -> (H, W, 3) uint8 colours, the inverse of `colour_to_index` on the
+    palette."""
     return np.asarray(COLOURS, dtype=np.uint8)[index]
 
 
@@ -222,14 +262,17 @@ def read_label(path: Path, encoding: str) -> np.ndarray:
             return colour_to_index(np.asarray(image.convert("RGB")))
         index = np.asarray(image)
     if index.max(initial=0) >= len(CLASSES) or index.min(initial=0) < 0:
-        raise SecondDataError(f"{path} holds class {int(index.max())}; SECOND's index maps hold 0-{len(CLASSES) - 1} "
-                              f"({', '.join(CLASSES)})")
+        raise SecondDataError(
+            f"{path} holds class {int(index.max())}; SECOND's index maps hold 0-{len(CLASSES) - 1} "
+            f"({', '.join(CLASSES)})"
+        )
     return index.astype(np.uint8)
 
 
 @dataclass(frozen=True)
 class PairSet:
-    """A split decoded: images (N, 2, 3, H, W) uint8 (dates on axis 1) and labels (N, 2, H, W) uint8."""
+    """A split decoded: images (N, 2, 3, H, W) uint8 (dates on axis 1) and labels (N, 2, H, W)
+    uint8."""
 
     images: np.ndarray
     labels: np.ndarray
@@ -237,12 +280,15 @@ class PairSet:
 
 
 def load_split(root: str | Path, layout: str, split: str, encoding: str) -> PairSet:
-    """Decode every pair of a split; sizes are checked first, so a mismatch is named, not a numpy error."""
+    """Decode every pair of a split; sizes are checked first, so a mismatch is named, not a numpy
+    error."""
     from attnbench.extras import require_vision
 
     require_vision("SECOND", ("PIL",))
     pairs = list_pairs(root, layout, split, encoding)
     check_pairs(pairs, encoding)
     images = np.stack([np.stack([read_image(path) for path in pair.images]) for pair in pairs])
-    labels = np.stack([np.stack([read_label(path, encoding) for path in pair.labels]) for pair in pairs])
+    labels = np.stack(
+        [np.stack([read_label(path, encoding) for path in pair.labels]) for pair in pairs]
+    )
     return PairSet(images, labels, tuple(pair.name for pair in pairs))

@@ -21,6 +21,7 @@ left out: the attention under study is the mechanism, and every model here start
 FLOPs follow FlopCounterMode (convolutions and transposed convolutions count, a multiply-add is 2;
 norms, activations, interpolation and sums do not); a training step costs three forward passes.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -46,20 +47,31 @@ class SCDConfig:
     widths: tuple[int, ...]
     blocks: tuple[int, ...]
     strides: tuple[int, ...]  # of each stage's first block
-    width: int  # channels after the encoder head, of the change branch and of the decoders (SCanNet: 128)
+    # channels after the encoder head, of the change branch and of the decoders (SCanNet: 128)
+    width: int
     cd_blocks: int
     decoder_attention: bool = False
     num_classes: int = NUM_CLASSES
 
     def layout(self) -> Iterator[tuple[str, int, int, int, int, int]]:
-        """Every encoder block: (placement name, in channels, out channels, stride, output height, width)."""
+        """Every encoder block: (placement name, in channels, out channels, stride, output
+        height, width)."""
         channels = self.stem_width
         h, w = conv_out(self.height, STEM_STRIDE), conv_out(self.width_px, STEM_STRIDE)
-        for stage, (width, count, stride) in enumerate(zip(self.widths, self.blocks, self.strides), start=1):
+        for stage, (width, count, stride) in enumerate(
+            zip(self.widths, self.blocks, self.strides), start=1
+        ):
             for index in range(count):
                 step = stride if index == 0 else 1
                 h, w = conv_out(h, step), conv_out(w, step)
-                yield (f"stage{stage}" if count == 1 else f"stage{stage}.{index + 1}"), channels, width, step, h, w
+                yield (
+                    (f"stage{stage}" if count == 1 else f"stage{stage}.{index + 1}"),
+                    channels,
+                    width,
+                    step,
+                    h,
+                    w,
+                )
                 channels = width
 
     def low_size(self) -> tuple[int, int]:
@@ -75,38 +87,56 @@ class SCDConfig:
 class Encoder(nn.Module):
     """The siamese encoder: shared by both dates; returns (high-level, low-level) features."""
 
-    def __init__(self, config: SCDConfig, mechanism: MechanismSpec, hparams: dict[str, Any]) -> None:
+    def __init__(
+        self, config: SCDConfig, mechanism: MechanismSpec, hparams: dict[str, Any]
+    ) -> None:
         super().__init__()
         self.stem = nn.Sequential(
-            nn.Conv2d(config.in_channels, config.stem_width, 3, stride=STEM_STRIDE, padding=1, bias=False),
-            nn.BatchNorm2d(config.stem_width), nn.ReLU())
+            nn.Conv2d(
+                config.in_channels, config.stem_width, 3, stride=STEM_STRIDE, padding=1, bias=False
+            ),
+            nn.BatchNorm2d(config.stem_width),
+            nn.ReLU(),
+        )
         self.placements = [name for name, *_ in config.layout()]
-        self.blocks = nn.ModuleList(ResidualBlock(cin, cout, stride, mechanism.build(cout, **hparams), 0.0, 1)
-                                    for _, cin, cout, stride, _, _ in config.layout())
+        self.blocks = nn.ModuleList(
+            ResidualBlock(cin, cout, stride, mechanism.build(cout, **hparams), 0.0, 1)
+            for _, cin, cout, stride, _, _ in config.layout()
+        )
         self.low_blocks = sum(1 for name in self.placements if name.split(".")[0] == "stage1")
-        self.head = nn.Sequential(nn.Conv2d(config.widths[-1], config.width, 1, bias=False),
-                                  nn.BatchNorm2d(config.width), nn.ReLU())
+        self.head = nn.Sequential(
+            nn.Conv2d(config.widths[-1], config.width, 1, bias=False),
+            nn.BatchNorm2d(config.width),
+            nn.ReLU(),
+        )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.stem(x)
-        for block in self.blocks[:self.low_blocks]:
+        for block in self.blocks[: self.low_blocks]:
             x = block(x)
         low = x
-        for block in self.blocks[self.low_blocks:]:
+        for block in self.blocks[self.low_blocks :]:
             x = block(x)
         return self.head(x), low
 
 
 class DecoderBlock(nn.Module):
-    """Upsample the high-level map x2, fuse it with the low-level one (SCanNet's `_DecoderBlock`)."""
+    """Upsample the high-level map x2, fuse it with the low-level one (SCanNet's
+    `_DecoderBlock`)."""
 
     def __init__(self, high: int, low: int, out: int, reduction: int, mechanism: nn.Module) -> None:
         super().__init__()
         self.up = nn.ConvTranspose2d(high, high, kernel_size=2, stride=2)
-        self.transit = nn.Sequential(nn.Conv2d(low, low // reduction, 1, bias=False),
-                                     nn.BatchNorm2d(low // reduction), nn.ReLU())
-        self.decode = nn.Sequential(nn.Conv2d(high + low // reduction, out, 3, padding=1, bias=False),
-                                    nn.BatchNorm2d(out), nn.ReLU())
+        self.transit = nn.Sequential(
+            nn.Conv2d(low, low // reduction, 1, bias=False),
+            nn.BatchNorm2d(low // reduction),
+            nn.ReLU(),
+        )
+        self.decode = nn.Sequential(
+            nn.Conv2d(high + low // reduction, out, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out),
+            nn.ReLU(),
+        )
         self.mechanism = mechanism
 
     def forward(self, x: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
@@ -114,9 +144,12 @@ class DecoderBlock(nn.Module):
 
 
 class SCDNet(nn.Module):
-    """(B, 2, C, H, W) image pairs -> change logits (B, 1, H, W) and semantic logits per date (B, 7, H, W) x 2."""
+    """(B, 2, C, H, W) image pairs -> change logits (B, 1, H, W) and semantic logits per date (B,
+    7, H, W) x 2."""
 
-    def __init__(self, config: SCDConfig, mechanism: MechanismSpec, hparams: dict[str, Any]) -> None:
+    def __init__(
+        self, config: SCDConfig, mechanism: MechanismSpec, hparams: dict[str, Any]
+    ) -> None:
         super().__init__()
         width, low = config.width, config.widths[0]
 
@@ -124,23 +157,33 @@ class SCDNet(nn.Module):
             return mechanism.build(width, **hparams) if config.decoder_attention else nn.Identity()
 
         self.encoder = Encoder(config, mechanism, hparams)
-        self.change_blocks = nn.Sequential(*(ResidualBlock(2 * width if i == 0 else width, width, 1, nn.Identity(),
-                                                           0.0, 1) for i in range(config.cd_blocks)))
+        self.change_blocks = nn.Sequential(
+            *(
+                ResidualBlock(2 * width if i == 0 else width, width, 1, nn.Identity(), 0.0, 1)
+                for i in range(config.cd_blocks)
+            )
+        )
         self.decoder_a = DecoderBlock(width, low, width, 1, decoder_mechanism())
         self.decoder_b = DecoderBlock(width, low, width, 1, decoder_mechanism())
         self.decoder_change = DecoderBlock(width, 2 * low, width, 2, decoder_mechanism())
         self.classifier_a = nn.Conv2d(width, config.num_classes, 1)
         self.classifier_b = nn.Conv2d(width, config.num_classes, 1)
-        self.classifier_change = nn.Sequential(nn.Conv2d(width, width // 2, 1), nn.BatchNorm2d(width // 2), nn.ReLU(),
-                                               nn.Conv2d(width // 2, 1, 1))
+        self.classifier_change = nn.Sequential(
+            nn.Conv2d(width, width // 2, 1),
+            nn.BatchNorm2d(width // 2),
+            nn.ReLU(),
+            nn.Conv2d(width // 2, 1, 1),
+        )
         own = {id(m) for _, module in self.mechanisms() for m in module.modules()}
         for module in self.modules():
             if id(module) not in own:
                 _init(module)
 
     def mechanisms(self) -> list[tuple[str, nn.Module]]:
-        placed = [(f"encoder.{name}", block.mechanism) for name, block in zip(self.encoder.placements,
-                                                                               self.encoder.blocks)]
+        placed = [
+            (f"encoder.{name}", block.mechanism)
+            for name, block in zip(self.encoder.placements, self.encoder.blocks)
+        ]
         for name in ("a", "b", "change"):
             module = getattr(self, f"decoder_{name}").mechanism
             if not isinstance(module, nn.Identity):
@@ -154,12 +197,19 @@ class SCDNet(nn.Module):
         change = self.change_blocks(torch.cat([high_a, high_b], dim=1))
         change = self.decoder_change(change, torch.cat([low_a, low_b], dim=1))
         semantic_a, semantic_b = self.decoder_a(high_a, low_a), self.decoder_b(high_b, low_b)
-        outputs = (self.classifier_change(change), self.classifier_a(semantic_a), self.classifier_b(semantic_b))
-        return tuple(F.interpolate(o, size=size, mode="bilinear", align_corners=False) for o in outputs)
+        outputs = (
+            self.classifier_change(change),
+            self.classifier_a(semantic_a),
+            self.classifier_b(semantic_b),
+        )
+        return tuple(
+            F.interpolate(o, size=size, mode="bilinear", align_corners=False) for o in outputs
+        )
 
 
 def _init(module: nn.Module) -> None:
-    """Kaiming-normal convolutions and unit BatchNorm, as SCanNet's `initialize_weights` starts its layers."""
+    """Kaiming-normal convolutions and unit BatchNorm, as SCanNet's `initialize_weights` starts
+    its layers."""
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
         nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
         if module.bias is not None:
@@ -181,8 +231,9 @@ def _decoder(batch: int, high: int, low: int, out: int, reduction: int, h: int, 
     return up + transit + 2 * batch * h * w * out * (high + low // reduction) * 9
 
 
-def scd_forward_flops(config: SCDConfig, mechanism: MechanismSpec | None, hparams: dict[str, Any],
-                      batch: int) -> dict[str, int]:
+def scd_forward_flops(
+    config: SCDConfig, mechanism: MechanismSpec | None, hparams: dict[str, Any], batch: int
+) -> dict[str, int]:
     """Forward FLOPs by part for `batch` pairs; `mechanism=None` is the network with `none`."""
     dates = 2 * batch
     stem_h, stem_w = conv_out(config.height, STEM_STRIDE), conv_out(config.width_px, STEM_STRIDE)
@@ -195,18 +246,29 @@ def scd_forward_flops(config: SCDConfig, mechanism: MechanismSpec | None, hparam
     high_h, high_w = config.high_size()
     encoder += 2 * dates * high_h * high_w * config.width * config.widths[-1]
     width, low = config.width, config.widths[0]
-    change = sum(_residual(batch, 2 * width if i == 0 else width, width, 1, high_h, high_w)
-                 for i in range(config.cd_blocks))
+    change = sum(
+        _residual(batch, 2 * width if i == 0 else width, width, 1, high_h, high_w)
+        for i in range(config.cd_blocks)
+    )
     low_h, low_w = config.low_size()
-    decoders = 2 * _decoder(batch, width, low, width, 1, low_h, low_w) + _decoder(batch, width, 2 * low, width, 2,
-                                                                                   low_h, low_w)
+    decoders = 2 * _decoder(batch, width, low, width, 1, low_h, low_w) + _decoder(
+        batch, width, 2 * low, width, 2, low_h, low_w
+    )
     if mechanism is not None and config.decoder_attention:
         for _ in range(3):
             mixer = mixer + mechanism.flops(batch, width, low_h, low_w, **hparams)
     pixels = batch * low_h * low_w
-    classifiers = 2 * (2 * pixels * width * config.num_classes) + 2 * pixels * width * (width // 2) + 2 * pixels * (
-        width // 2)
-    backbone = {"stem": stem, "encoder": encoder, "change_blocks": change, "decoders": decoders,
-                "classifiers": classifiers}
+    classifiers = (
+        2 * (2 * pixels * width * config.num_classes)
+        + 2 * pixels * width * (width // 2)
+        + 2 * pixels * (width // 2)
+    )
+    backbone = {
+        "stem": stem,
+        "encoder": encoder,
+        "change_blocks": change,
+        "decoders": decoders,
+        "classifiers": classifiers,
+    }
     parts = {**backbone, **{f"mechanism_{k}": v for k, v in mixer.as_dict().items()}}
     return {**parts, "total": sum(backbone.values()) + mixer.total}

@@ -1,5 +1,5 @@
-"""SECOND semantic change detection as an attnbench suite: `feature_map` mechanisms in every stage of
-a siamese encoder (SCanNet-style network, `model`), trained from scratch on one FLOP budget and
+"""SECOND semantic change detection as an attnbench suite: `feature_map` mechanisms in every stage
+of a siamese encoder (SCanNet-style network, `model`), trained from scratch on one FLOP budget and
 scored with the official OA, mIoU, SeK, Fscd and Score (`metrics`).
 
 The default budget is what the network with no mechanism (`none`) spends in
@@ -23,11 +23,12 @@ Real data settings: `root`, `layout` (`lists` or `folders`, found on disk unless
 (`index` maps in label1/ label2/ or `rgb` colour maps in label1_rgb/ label2_rgb/) and
 `normalisation` (`official`, SCanNet's per-date statistics, or `train`, the training split's per
 date; by default official for the real data, train for synthetic). The image size of real data is
-read from its files. `loss` (`ce`, SCanNet's objective, or `ce_dice`, with the CBAM + Dice paper's Dice terms) and
-`decoder_attention` (the mechanism also in the decoders, where that paper puts CBAM) are task
-settings, so every stored cell states them. Torch is imported only when a cell runs or a budget is
-computed.
+read from its files. `loss` (`ce`, SCanNet's objective, or `ce_dice`, with the CBAM + Dice paper's
+Dice terms) and `decoder_attention` (the mechanism also in the decoders, where that paper puts CBAM)
+are task settings, so every stored cell states them. Torch is imported only when a cell runs or a
+budget is computed.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -37,10 +38,13 @@ from attnbench.cell import CellOutcome, CellSpec
 from attnbench.suite import CellContext, Suite, Task
 from attnbench.suites.second.task import TASKS, SecondTask
 
+
 class SecondSuite(Suite):
     name = "second"
-    description = ("SECOND semantic change detection: feature-map attention in a siamese encoder, "
-                   "scored with SeK, Fscd, mIoU and OA.")
+    description = (
+        "SECOND semantic change detection: feature-map attention in a siamese encoder, "
+        "scored with SeK, Fscd, mIoU and OA."
+    )
     accepts = ("feature_map",)
     groups = ("vision",)
     primary_metric = "SeK"
@@ -51,20 +55,29 @@ class SecondSuite(Suite):
 
     def pairs_with(self, task: Task, mechanism: Any) -> tuple[bool, str | None]:
         if task.config["data"] == "second" and not task.config["root"]:
-            return False, ("second reads the real SECOND in this profile: --set root=DIR (a folder with im1/ im2/ "
-                           "label1/ label2/ and SCanNet's train_info.txt / val_info.txt, or train/ and val/ folders)")
+            return (
+                False,
+                (
+                    "second reads the real SECOND in this profile: --set root=DIR (a folder with"
+                    " im1/ im2/ label1/ label2/ and SCanNet's train_info.txt / val_info.txt, or"
+                    " train/ and val/ folders)"
+                ),
+            )
         return True, None
 
     def default_seeds(self, profile: str) -> int:
         return 2 if profile == "smoke" else 3
 
     def default_budget(self, profile: str, task: Task) -> Budget:
-        """What the network with `none` spends in `epochs_for_default_budget` epochs of the training pairs."""
+        """What the network with `none` spends in `epochs_for_default_budget` epochs of the
+        training pairs."""
         from attnbench.suites.second.model import scd_forward_flops
 
         spec = self.task_settings(task.config)
         per_pair = 3 * scd_forward_flops(spec.network(), None, {}, batch=1)["total"]
-        return Budget("flops", float(per_pair * spec.train_pairs() * spec.epochs_for_default_budget))
+        return Budget(
+            "flops", float(per_pair * spec.train_pairs() * spec.epochs_for_default_budget)
+        )
 
     def run_cell(self, cell: CellSpec, mechanism: Any, ctx: CellContext) -> CellOutcome:
         from attnbench.suites.second.train import train_and_evaluate
