@@ -85,3 +85,20 @@ def check_one_of(what: str, value: Any, allowed: tuple[str, ...]) -> None:
 
     if value not in allowed:
         raise ConfigError(f"{what}={value!r} is not one of {', '.join(allowed)}")
+
+
+def check_split_sizes(what: str, value: Any, counts: str) -> None:
+    """`what` must be three `counts` (train, val, test), train and test at least 1: the
+    sizes of a synthetic stand-in for a suite's official splits."""
+    from attnbench.errors import ConfigError
+
+    if (
+        not isinstance(value, tuple)
+        or len(value) != 3
+        or any(not is_whole(c, 0) for c in value)
+        or value[0] < 1
+        or value[2] < 1
+    ):
+        raise ConfigError(
+            f"{what}={value!r} must be three {counts} (train, val, test), train and test at least 1"
+        )

@@ -74,6 +74,14 @@ def call_stats(
     }
 
 
+def dense_fallback(attention, dense, module, query, key, value, attention_mask, **kwargs):
+    """transformers' own attention where a mechanism is dense by its definition (a short prompt,
+    a decoding step, no segments), the call recorded on `attention.last_stats` as dense."""
+    pairs = query.shape[0] * query.shape[1] * causal_pairs(query.shape[2], key.shape[2])
+    attention.last_stats = call_stats(query, key, pairs, mode="dense")
+    return dense(module, query, key, value, attention_mask, **kwargs)
+
+
 def allowed_by(attention_mask: torch.Tensor | None, kv_len: int) -> torch.Tensor | None:
     """The model's mask as a boolean keep-mask (None when causality alone says it all)."""
     if attention_mask is None:

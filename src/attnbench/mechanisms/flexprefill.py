@@ -44,6 +44,7 @@ from attnbench.mechanisms._pretrained import (
     call_stats,
     causal_pairs,
     dense_cache,
+    dense_fallback,
 )
 
 
@@ -188,13 +189,9 @@ def build(
         q_len, kv_len = query.shape[2], key.shape[2]
         scaling = query.shape[-1] ** -0.5 if scaling is None else scaling
         if q_len != kv_len or q_len < shortest_sparse:
-            flexprefill_attention.last_stats = call_stats(
-                query,
-                key,
-                query.shape[0] * query.shape[1] * causal_pairs(q_len, kv_len),
-                mode="dense",
-            )
-            return dense(
+            return dense_fallback(
+                flexprefill_attention,
+                dense,
                 module,
                 query,
                 key,

@@ -44,7 +44,7 @@ import torch
 
 from attnbench.errors import ConfigError
 from attnbench.mechanism import MechanismSpec
-from attnbench.mechanisms._pretrained import allowed_by, build_dense, call_stats, causal_pairs
+from attnbench.mechanisms._pretrained import allowed_by, build_dense, call_stats, dense_fallback
 from attnbench.mechanisms._pretrained import dense_cache as cache
 from attnbench.mechanisms._pretrained import dense_flops as flops
 
@@ -216,13 +216,9 @@ def build(segments: list | None = None):
         q_len, kv_len = query.shape[2], key.shape[2]
         pine_segments = segments if pine_segments is None else pine_segments
         if pine_segments is None or len(pine_segments) < 2:
-            pine.last_stats = call_stats(
-                query,
-                key,
-                query.shape[0] * query.shape[1] * causal_pairs(q_len, kv_len),
-                mode="dense",
-            )
-            return dense(
+            return dense_fallback(
+                pine,
+                dense,
                 module,
                 query,
                 key,

@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from attnbench.errors import ConfigError
 from attnbench.suite import TaskSettings
-from attnbench.values import check_one_of, check_whole, is_number, is_whole
+from attnbench.values import check_one_of, check_split_sizes, check_whole, is_number, is_whole
 
 BACKBONES = {"cnn": "feature_map", "vit": "sequence"}
 DATA = ("synthetic", "eurosat")
@@ -185,17 +185,7 @@ class EuroSATTask(TaskSettings):
 
     def _validate_synthetic(self) -> None:
         counts = self.synthetic_per_class
-        if (
-            not isinstance(counts, tuple)
-            or len(counts) != 3
-            or any(not is_whole(c, 0) for c in counts)
-            or counts[0] < 1
-            or counts[2] < 1
-        ):
-            raise ConfigError(
-                f"EuroSAT synthetic_per_class={counts!r} must be three image counts per class "
-                "(train, val, test), train and test at least 1"
-            )
+        check_split_sizes("EuroSAT synthetic_per_class", counts, "image counts per class")
         if not is_whole(self.data_seed):
             raise ConfigError(f"EuroSAT data_seed={self.data_seed!r} must be an integer")
         if self.batch_size > NUM_CLASSES * counts[0]:

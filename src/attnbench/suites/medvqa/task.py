@@ -9,7 +9,7 @@ from typing import ClassVar
 
 from attnbench.errors import ConfigError
 from attnbench.suite import TaskSettings
-from attnbench.values import check_one_of, check_whole, is_number, is_whole
+from attnbench.values import check_one_of, check_split_sizes, check_whole, is_number, is_whole
 
 DATA = ("synthetic", "vqa-rad", "vqa-rad-mevf", "slake", "vqa-med-2019")
 LANGUAGES = ("en", "zh", "all")
@@ -113,18 +113,7 @@ class MedVQATask(TaskSettings):
                     "Med-VQA root is set but data=synthetic: also --set data=vqa-rad (or "
                     "vqa-rad-mevf, slake, vqa-med-2019)"
                 )
-            counts = self.synthetic_images
-            if (
-                not isinstance(counts, tuple)
-                or len(counts) != 3
-                or any(not is_whole(c, 0) for c in counts)
-                or counts[0] < 1
-                or counts[2] < 1
-            ):
-                raise ConfigError(
-                    f"Med-VQA synthetic_images={counts!r} must be three image counts (train, val, "
-                    "test), train and test at least 1"
-                )
+            check_split_sizes("Med-VQA synthetic_images", self.synthetic_images, "image counts")
             if not is_whole(self.data_seed):
                 raise ConfigError(f"Med-VQA data_seed={self.data_seed!r} must be an integer")
         if self.root is not None and not isinstance(self.root, str):
