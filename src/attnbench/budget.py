@@ -1,4 +1,4 @@
-"""Compute budgets: the unit every comparison in attnbench is matched on.
+"""Compute budgets: the quantity every comparison in attnbench is matched on.
 
 FLOPs are the default because they are machine-independent: a CPU smoke run and a GPU paper run
 speak the same unit. Seconds follow AlgoPerf: only training steps are timed, with the device
@@ -57,9 +57,9 @@ class Budget:
 
 @dataclass
 class BudgetMeter:
-    """Counts what a training run has used, in every unit, and says when the budget is spent.
+    """Counts what a cell's training has used, in every unit, and says when the budget is spent.
 
-    The loop asks `spent()` before each step, so a run stops at most one step past its budget.
+    The loop asks `spent()` before each step, so training stops at most one step past its budget.
     """
 
     budget: Budget

@@ -95,9 +95,9 @@ def load(
     """One row per cell, one column per metric (NaN where a cell has no such metric); `columns`
     limits the cell columns read (e.g. `RANKING_COLUMNS`, all a leaderboard needs); `latest_only`
     reads only the latest result of each cell (same config, budget and seed), as leaderboards count
-    them, and leaves the re-runs a long history holds in the database; `decode=False` leaves the
-    config as its JSON text and times as stored (a third of the time at 100,000 cells, for views
-    that decode only a few).
+    them, and leaves the earlier measurements a long history holds in the database; `decode=False`
+    leaves the config as its JSON text and times as stored (a third of the time at 100,000 cells,
+    for views that decode only a few).
     """
     store = _store(db)
     columns = list(columns or CELL_COLUMNS)

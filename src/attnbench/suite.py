@@ -1,4 +1,4 @@
-"""The suite contract: what a task declares so that the runner can plan, budget and score it.
+"""The suite contract: what a suite declares so that a run can plan, budget and score its tasks.
 
 This module must not import torch; suite objects are loaded by the planner and `attnbench list`.
 """
@@ -139,7 +139,8 @@ class Suite(ABC):
             )
 
     def tasks(self, profile: str) -> list[Task]:
-        """The task configurations this profile evaluates; each is its own cell."""
+        """The task configurations this profile evaluates; each gives one cell per mechanism and
+        seed."""
         if self.settings_class is None:
             raise NotImplementedError(
                 f"suite {self.name!r} declares no settings_class: implement tasks()"

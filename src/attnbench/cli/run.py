@@ -50,7 +50,7 @@ def _resume_command() -> str:
     "--seeds",
     type=click.IntRange(min=1, max=MAX_SEEDS),
     default=None,
-    help="Seeds 0..N-1 per cell (default: the suite's).",
+    help="Seeds 0..N-1, one cell each per task and mechanism (default: the suite's).",
 )
 @click.option(
     "--budget", "budget", default=None, help="Budget per cell, e.g. 2e11 (default: the suite's)."
@@ -256,7 +256,7 @@ def request_from(options: RunOptions, config: RunConfig) -> RunRequest:
 
 def run(options: RunOptions) -> int:
     """Plan, open the store, screen the mechanisms, run and report; the exit status."""
-    # imported on use, so that `attnbench --help` imports neither torch nor the database layer
+    # imported on use, so that `attnbench --help` imports neither torch nor the store
     from attnbench.run.planning import default_jobs, plan_run
     from attnbench.run.ray_executor import import_ray
     from attnbench.run.runner import run_plan

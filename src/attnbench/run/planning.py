@@ -1,4 +1,5 @@
-"""Turning `attnbench run` options into cells: suites or groups x mechanisms x tasks x seeds."""
+"""Turning `attnbench run` options into the plan: suites or groups x mechanisms x tasks (one budget
+each) x seeds, one cell each."""
 
 from __future__ import annotations
 
@@ -13,9 +14,8 @@ from attnbench.store.storable import check_cell
 from attnbench.suite import BACKENDS, DEFAULT_BACKEND
 
 ALL_GROUP = "all"
-MAX_SEEDS = (
-    1000  # seeds per cell; far beyond any study, short of a plan that never finishes planning
-)
+# Seeds per task and mechanism: far beyond any study, short of a plan that never finishes planning.
+MAX_SEEDS = 1000
 MAX_CELLS = 100_000  # cells per run, counted before any is built
 
 

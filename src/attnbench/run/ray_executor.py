@@ -1,7 +1,7 @@
 """The Ray executor: cells fan out as Ray tasks across a cluster's GPUs (or CPU cores), and each
 finished cell streams back to this process, the run's only writer.
 
-Same contract as the local worker pool: `reporter.cell_started` for every cell as it is submitted,
+Same behaviour as the local worker pool: `reporter.cell_started` for every cell as it is submitted,
 `finished(record)` here as each one ends, in the order they end; once `stopping()` is true no new
 cell starts and the ones in flight finish (a first Ctrl-C), while an exception here (a second one)
 cancels them unrecorded. A cell's own failure is already a failed record (`execute_cell` catches

@@ -173,7 +173,7 @@ def run_plan(
 def _ended_without_trace(store: Store, run_id: int) -> bool:
     """Whether run `run_id`, holding a claim, died on this machine without ending: then it is marked
     `crashed` (its claims given back) and True."""
-    plan = store.run_plan(run_id)
+    plan = store.stored_plan(run_id)
     return (
         plan is not None
         and process_alive(plan.get("process") or {}) is False

@@ -1,2 +1,2 @@
-"""The results database: schema and migrations, the store and its transactions, what it can hold,
-and moving results as files."""
+"""The store, the results database: schema and migrations, transactions and claims, what it can
+hold, and moving results as files."""

@@ -303,15 +303,15 @@ class Store:
         self.transaction(finish)
 
     def running_runs(self) -> list[tuple[int, dict[str, Any]]]:
-        """(id, plan) of every run still marked `running`: in progress, or left so by a process
-        that died."""
+        """(id, plan and execution settings) of every run still marked `running`: in progress, or
+        left so by a process that died."""
         query = select(Run.id, Run.plan).where(Run.status == "running").order_by(Run.id)
         rows = self.transaction(lambda session: session.execute(query).all(), write=False)
         return [(run_id, plan if isinstance(plan, dict) else {}) for run_id, plan in rows]
 
-    def run_plan(self, run_id: int) -> dict[str, Any] | None:
-        """The plan a run stored, while the run is still marked `running`; None once it has
-        ended."""
+    def stored_plan(self, run_id: int) -> dict[str, Any] | None:
+        """The plan and execution settings a run stored, while the run is still marked `running`;
+        None once it has ended."""
         query = select(Run.plan).where(Run.id == run_id, Run.status == "running")
         plan = self.transaction(lambda session: session.scalar(query), write=False)
         return plan if isinstance(plan, dict) else None

@@ -19,7 +19,7 @@ from attnbench.store.schema import SCHEMA_VERSION, Cell, Claim, Meta
 
 def _v2_measurements_and_claims(conn: Connection) -> None:
     """Version 2: a cell's `measurement` (the n-th finished result of its config, budget and seed),
-    one finished result per measurement, and the `claims` of cells in flight. A cell run again
+    one finished result per measurement, and the `claims` of cells in flight. A cell measured again
     before version 2 becomes the next measurement of its key, in the order the results were
     written."""
     conn.execute(text("ALTER TABLE cells ADD COLUMN measurement INTEGER NOT NULL DEFAULT 1"))

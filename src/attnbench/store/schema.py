@@ -5,10 +5,10 @@ The schema carries a version in `attnbench_meta`; a database written by an older
 migrated (`attnbench.store.migrations`), one written by a newer one is refused rather than misread.
 
 A result is one measurement of a cell: (config hash, budget kind, budget value, seed) and its
-`measurement`, 1 for the first finished result and n for the n-th deliberate re-run. The database
-allows one finished result per measurement (a unique index over done cells), and a run claims a
-measurement (`claims`, unique over the same columns) in one transaction before it starts the work,
-so concurrent runs of one plan never do a cell twice.
+`measurement`, 1 for the first finished result and n for the n-th deliberate new measurement. The
+database allows one finished result per measurement (a unique index over done cells), and a run
+claims a measurement (`claims`, unique over the same columns) in one transaction before it starts
+the work, so concurrent runs of one plan never do a cell twice.
 """
 
 from __future__ import annotations

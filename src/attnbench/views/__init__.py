@@ -1,2 +1,2 @@
-"""What is shown from the store: leaderboards, grids, history, compare, statistics, the terminal
-and the static site."""
+"""What attnbench shows: stored results (leaderboards, grids, history, compare, statistics, the
+static site) and, in the terminal, a run's plan, progress and conformance reports and `list`."""

@@ -1,4 +1,5 @@
-"""Regression tracking: compare a run's cells with a baseline's and flag only real regressions.
+"""Regression tracking: compare the current results (each cell's latest) with a baseline's and flag
+only real regressions.
 
 Cells are matched by suite, mechanism, config hash and budget. For each match the primary
 metric's difference of means over seeds gets a bootstrap 95% interval; a match regresses only
@@ -33,7 +34,7 @@ RESAMPLES = 9999
 
 
 @dataclass
-class CellKey:
+class MatchKey:
     """Which cells of the baseline and the current results are compared: suite, mechanism, config
     and budget (the task is the config's label)."""
 
@@ -46,7 +47,7 @@ class CellKey:
 
 
 @dataclass
-class Comparison(CellKey):
+class Comparison(MatchKey):
     metric: str
     higher_is_better: bool
     baseline_mean: float
@@ -159,7 +160,7 @@ def compare(
 
 
 @dataclass
-class Unmatched(CellKey):
+class Unmatched(MatchKey):
     """A baseline cell that the current results do not have, and why."""
 
     reason: str

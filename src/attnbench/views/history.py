@@ -69,8 +69,8 @@ def history(
     )
     merged["git_sha"] = merged["git_sha"].fillna("(no git)")
     merged["git_dirty"] = merged["git_dirty"].fillna(False).astype(bool)
-    # Per commit, a cell run again there counts once: its latest result (as latest_per_cell, per
-    # commit).
+    # Per commit, a cell measured again there counts once: its latest result (as latest_per_cell,
+    # per commit).
     merged = merged.sort_values("cell_id").drop_duplicates(
         ["git_sha", "config_hash", "budget_kind", "budget_value", "seed"], keep="last"
     )

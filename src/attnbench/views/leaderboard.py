@@ -6,7 +6,7 @@ mechanism and an evicting one are compared on the cost that differs.
 
 Each seed's score is the primary metric averaged over the suite's tasks; the row shows the
 mean and Student-t 95% interval of those per-seed scores. Only cells that finished count; a
-re-run of the same cell replaces the earlier one. Failed cells are counted, never hidden.
+new measurement of the same cell replaces the earlier one. Failed cells are counted, never hidden.
 
 A suite decides which of its tasks share a table (`Suite.table_of`): LongBench, RewardBench and
 kernels rank each task in its own (a model through one backend or mode, or one kernel length),

@@ -199,7 +199,8 @@ def task_options(suite: str, profile: str, task_config: dict[str, Any]) -> list[
 
 
 def reproduce_command(cell: pd.Series, config: dict[str, Any], n_seeds: int) -> str:
-    """The `attnbench run` line that recomputes this cell's row, every setting spelled out."""
+    """The `attnbench run` line that recomputes this leaderboard row (all its seeds), every
+    setting spelled out."""
     parts = [
         "attnbench",
         "run",

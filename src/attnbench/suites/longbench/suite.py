@@ -62,7 +62,7 @@ class LongBenchSuite(Suite):
         return self.make_task({**task.config, **overrides}, task.label)
 
     def default_seeds(self, profile: str) -> int:
-        return 1  # greedy decoding of fixed prompts: another seed repeats the same run
+        return 1  # greedy decoding of fixed prompts: another seed repeats the same cell
 
     def default_budget(self, profile: str, task: Task) -> Budget:
         """The prompt tokens the planned rows may read: `max_length` each (before any chat

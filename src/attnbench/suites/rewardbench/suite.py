@@ -59,7 +59,7 @@ class RewardBenchSuite(Suite):
         return self.make_task({**task.config, **overrides}, task.label)
 
     def default_seeds(self, profile: str) -> int:
-        return 1  # deterministic scoring of fixed pairs: another seed repeats the same run
+        return 1  # deterministic scoring of fixed pairs: another seed repeats the same cell
 
     def default_budget(self, profile: str, task: Task) -> Budget:
         """The tokens the planned pairs may read: `max_length` per sequence."""
