@@ -21,6 +21,7 @@ from torch import nn
 from attnbench.errors import ConfigError
 from attnbench.mechanism import FlopBreakdown, FusionMasks, MechanismSpec
 from attnbench.mechanisms._fusion import CrossProjection, cross_attention_flops, padding
+from attnbench.values import is_whole
 
 
 def causal_cross_mask(
@@ -70,9 +71,7 @@ class CausalCrossAttention(nn.Module):
         self, dim: int, num_heads: int = 8, frames: int | None = None, bias: bool = True
     ) -> None:
         super().__init__()
-        if frames is not None and (
-            isinstance(frames, bool) or not isinstance(frames, int) or frames < 1
-        ):
+        if frames is not None and not is_whole(frames, 1):
             raise ConfigError(f"ccam frames={frames!r} must be a positive integer or None")
         self.frames = frames
         self.attn = CrossProjection(dim, num_heads, bias)

@@ -27,6 +27,7 @@ from attnbench.mechanisms._fusion import (
     masked_mean,
     padding,
 )
+from attnbench.values import is_whole
 
 STAGES = ("bottleneck", "restored")
 
@@ -43,7 +44,7 @@ class CueBottleneck(nn.Module):
         super().__init__()
         if stage not in STAGES:
             raise ConfigError(f"cue_bottleneck stage={stage!r} is not one of {', '.join(STAGES)}")
-        if isinstance(num_cues, bool) or not isinstance(num_cues, int) or num_cues < 1:
+        if not is_whole(num_cues, 1):
             raise ConfigError(f"cue_bottleneck num_cues={num_cues!r} must be a positive integer")
         self.restored = stage == "restored"
         self.cues = nn.Parameter(torch.randn(num_cues, dim) * dim**-0.5)

@@ -29,6 +29,7 @@ from typing import Any
 
 from attnbench.errors import ConfigError
 from attnbench.suite import BACKENDS
+from attnbench.values import is_whole
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -117,7 +118,7 @@ def _checked(key: str, value: Any, where: str) -> Any:
             raise wrong("a list of mechanism names")
         return tuple(value)
     if key in _POSITIVE_INTS:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if not is_whole(value, 1):
             raise wrong("a positive integer")
         if key == "seeds" and value > MAX_SEEDS:
             raise wrong(f"at most {MAX_SEEDS}")

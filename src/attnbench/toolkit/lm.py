@@ -25,6 +25,7 @@ from torch import nn
 
 from attnbench.errors import ConfigError
 from attnbench.mechanism import FlopBreakdown, MechanismSpec
+from attnbench.values import is_whole
 
 IGNORE_INDEX = -100
 POSITIONS = ("learned", "none")
@@ -44,7 +45,7 @@ class LMConfig:
     def __post_init__(self) -> None:
         if self.positions not in POSITIONS:
             raise ConfigError(f"positions {self.positions!r} is not one of {', '.join(POSITIONS)}")
-        if not isinstance(self.short_conv, int) or self.short_conv < 0:
+        if not is_whole(self.short_conv, 0):
             raise ConfigError(f"short_conv {self.short_conv!r} must be a kernel size >= 0")
 
 

@@ -21,6 +21,7 @@ from typing import Any
 from attnbench.errors import ConfigError
 from attnbench.toolkit import official_rows
 from attnbench.toolkit.official_rows import DataUnavailable, Loaded, check_fields, file_digest
+from attnbench.values import is_whole
 
 DATASETS = (
     "narrativeqa",
@@ -94,7 +95,7 @@ FIELDS: dict[str, tuple[Any, str]] = {
         lambda v: isinstance(v, list) and all(isinstance(a, str) for a in v),
         "a list of strings",
     ),
-    "length": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "length": (is_whole, "an integer"),
     "dataset": (lambda v: isinstance(v, str), "a string"),
     "language": (lambda v: isinstance(v, str), "a string"),
     "all_classes": (

@@ -13,7 +13,7 @@ from attnbench.suites.longbench import lm_eval_tasks
 from attnbench.suites.longbench.data import SIZES, VARIANTS, config_name, load_folder
 from attnbench.suites.longbench.metrics import metric_version
 from attnbench.suites.longbench.prompts import MAX_NEW_TOKENS
-from attnbench.values import check_whole
+from attnbench.values import check_whole, is_whole
 
 # A default window leaves room for the longest answer (512 new tokens) and a chat template's
 # wrapping; the official config/model2maxlen.json reads 3,500 tokens with 4k models.
@@ -153,7 +153,7 @@ def model_window(model: str) -> int:
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
         value = getattr(text, name, None)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        if is_whole(value, 1):
             return value
     raise ConfigError(
         f"model {model}: its config names no context window (max_position_embeddings); "

@@ -26,6 +26,7 @@ from attnbench.errors import ConfigError
 from attnbench.suites.rewardbench.sections import SUBSETS
 from attnbench.toolkit import official_rows
 from attnbench.toolkit.official_rows import DataUnavailable, Loaded, check_fields, file_digest
+from attnbench.values import is_whole
 
 HUB_ID = "allenai/reward-bench"
 SPLIT = "filtered"
@@ -37,7 +38,7 @@ GET_DATA = (
 
 
 def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return is_whole(value)
 
 
 def _is_str(value: Any) -> bool:
